@@ -1,0 +1,37 @@
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+from tiny import CORPUS, save_tiny  # noqa: E402
+
+
+@pytest.fixture(scope="session", params=["llama", "gemma3"])
+def tiny_base(request, tmp_path_factory) -> Path:
+    """A tiny random checkpoint folder, once Llama-shaped and once Gemma3-shaped."""
+    return save_tiny(request.param, tmp_path_factory.mktemp(f"tiny-{request.param}"))
+
+
+@pytest.fixture(scope="session")
+def tiny_llama_dir(tmp_path_factory) -> Path:
+    return save_tiny("llama", tmp_path_factory.mktemp("tiny-llama-only"))
+
+
+@pytest.fixture(scope="session")
+def mono_file(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("data") / "mono.txt"
+    path.write_text("\n".join(CORPUS * 6) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="session")
+def pairs_file(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("data") / "pairs.jsonl"
+    rows = [
+        {"text": " ".join(CORPUS[i : i + 3]), "summary": CORPUS[i].split(" and ")[0]}
+        for i in range(len(CORPUS) - 2)
+    ]
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    return path

@@ -1,0 +1,101 @@
+"""Tiny random models and a tiny tokenizer, built on the spot: nothing in the tests downloads.
+
+The tokenizer has Gemma's shape (SentencePiece-style BPE with byte fallback, ``▁`` for spaces,
+``<pad>=0 <eos>=1 <bos>=2 <unk>=3``), the models are Llama- and Gemma3-shaped with a few layers.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+from transformers import (
+    Gemma3ForCausalLM,
+    Gemma3TextConfig,
+    LlamaConfig,
+    LlamaForCausalLM,
+    PreTrainedTokenizerFast,
+)
+
+SPECIALS = ["<pad>", "<eos>", "<bos>", "<unk>"]
+CORPUS = [
+    "The council approved the new budget for schools and roads on Monday.",
+    "Heavy rain flooded the market and traders lost their goods.",
+    "Scientists found a new species of frog in the mountain forest.",
+    "Serikali imetangaza mpango mpya wa elimu kwa shule za msingi.",
+    "Mvua kubwa imesababisha mafuriko katika mji mkuu wa nchi.",
+    "Wanasayansi wamegundua aina mpya ya chura msituni.",
+    "La ville a approuvé un nouveau budget pour les écoles.",
+    "सरकार ने स्कूलों के लिए नई योजना की घोषणा की।",
+]
+
+
+def tiny_tokenizer(vocab_size: int = 400) -> PreTrainedTokenizerFast:
+    tok = Tokenizer(models.BPE(unk_token="<unk>", byte_fallback=True, fuse_unk=True))
+    tok.normalizer = normalizers.Replace(" ", "▁")
+    tok.pre_tokenizer = pre_tokenizers.Split("▁", behavior="merged_with_next")
+    tok.decoder = decoders.Sequence(
+        [decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse()]
+    )
+    byte_tokens = [f"<0x{i:02X}>" for i in range(256)]
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size + len(byte_tokens),
+        special_tokens=SPECIALS + byte_tokens,
+        show_progress=False,
+    )
+    tok.train_from_iterator(CORPUS * 4, trainer)
+    tok.post_processor = processors.TemplateProcessing(
+        single="<bos> $A", pair="<bos> $A $B", special_tokens=[("<bos>", 2)]
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        bos_token="<bos>",
+        eos_token="<eos>",
+        pad_token="<pad>",
+        unk_token="<unk>",
+    )
+
+
+def _common(vocab_size: int) -> dict:
+    return dict(
+        vocab_size=vocab_size,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=256,
+        pad_token_id=0,
+        eos_token_id=1,
+        bos_token_id=2,
+        tie_word_embeddings=True,
+    )
+
+
+def tiny_llama(vocab_size: int):
+    return LlamaForCausalLM(LlamaConfig(**_common(vocab_size)))
+
+
+def tiny_gemma3(vocab_size: int):
+    cfg = Gemma3TextConfig(
+        **_common(vocab_size),
+        head_dim=16,
+        query_pre_attn_scalar=16,
+        sliding_window=8,
+        layer_types=["sliding_attention", "full_attention"],
+    )
+    return Gemma3ForCausalLM(cfg)
+
+
+def save_tiny(kind: str, out: Path, seed: int = 0) -> Path:
+    """Write a tiny random checkpoint (safetensors, config, tokenizer) to ``out``."""
+    torch.manual_seed(seed)
+    tok = tiny_tokenizer()
+    model = {"llama": tiny_llama, "gemma3": tiny_gemma3}[kind](len(tok))
+    model.generation_config.bos_token_id = 2
+    model.generation_config.eos_token_id = 1
+    model.generation_config.pad_token_id = 0
+    model.save_pretrained(out, safe_serialization=True)
+    tok.save_pretrained(out)
+    return out
