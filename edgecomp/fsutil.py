@@ -26,6 +26,12 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def check_output_dir(out: Path, force: bool) -> None:
     """Refuse an existing output folder unless ``force``; never touch it on refusal."""
     if out.exists() and not force:
@@ -44,6 +50,7 @@ def atomic_dir(out: str | os.PathLike, force: bool = False) -> Iterator[Path]:
     check_output_dir(out, force)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700; results should get the usual mode
     try:
         yield tmp
         if out.exists():

@@ -70,6 +70,7 @@ def _common(vocab_size: int) -> dict:
         eos_token_id=1,
         bos_token_id=2,
         tie_word_embeddings=True,
+        initializer_range=0.2,
     )
 
 

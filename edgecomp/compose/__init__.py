@@ -1,1 +1,1 @@
-"""compose"""
+"""Adapter arithmetic: load PEFT LoRA adapters, compose them (method registry), merge into a base."""

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Callable, Sequence
 
+from ..errors import EdgecompError
+
 Encode = Callable[[str], Sequence[int]]
 
 INSTRUCTION = "\n\nSummarize the text above in one sentence.\nSummary:"
@@ -20,7 +22,7 @@ def prompt_ids(encode: Encode, article: str, bos_id: int | None, max_tokens: int
     tail = list(encode(INSTRUCTION))
     budget = max_tokens - len(head) - len(tail)
     if budget < 1:
-        raise ValueError(f"a prompt needs more than {max_tokens} tokens; raise the sequence length")
+        raise EdgecompError(f"the prompt does not fit in {max_tokens} tokens; raise the sequence length")
     return head + list(encode(article.strip()))[:budget] + tail
 
 

@@ -1,0 +1,153 @@
+"""The ``edgecomp`` command: a thin Typer layer. Each command parses, calls one function, prints.
+
+Bad input raises :class:`EdgecompError`, printed as one line on stderr with exit status 2
+(``--debug`` shows the traceback instead). Heavy imports (torch, transformers) happen inside the
+called functions, so ``summarize`` never loads PyTorch.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from .errors import EdgecompError
+
+app = typer.Typer(
+    help="Summarization for low-resource languages: train QLoRA adapters, compose them, "
+    "export to ONNX, summarize with ONNX Runtime.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+_debug = {"on": False}
+
+
+@app.callback()
+def _options(debug: bool = typer.Option(False, "--debug", help="Show tracebacks for errors.")):
+    _debug["on"] = debug
+
+
+def _fail(message: str, code: int) -> None:
+    typer.echo(f"edgecomp: error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def _call(fn, *args, **kwargs):
+    """Run ``fn``, turning user errors into one line on stderr and interruptions into exit 130."""
+    try:
+        return fn(*args, **kwargs)
+    except EdgecompError as e:
+        if _debug["on"]:
+            raise
+        _fail(str(e), 2)
+    except KeyboardInterrupt:
+        _fail("interrupted; nothing was written", 130)
+
+
+BASE_HELP = "Base model: 'gemma-3-270m' (embedded default), a checkpoint folder, a .gguf file or a hub id."
+
+
+@app.command()
+def train(
+    kind: str = typer.Option(..., help="'language' (causal LM on unlabeled text) or 'task' (summaries)."),
+    lang: str = typer.Option(..., help="ISO 639 code of the data's language, e.g. en, sw, hi."),
+    data: Path = typer.Option(..., help="language: UTF-8 text, one line a sentence; task: JSONL with text/summary."),
+    out: Path = typer.Option(..., help="Output adapter folder (PEFT format + edgecomp.json)."),
+    base: Optional[str] = typer.Option(None, help=BASE_HELP),
+    qlora: bool = typer.Option(False, "--qlora", help="Load the base in 4-bit NF4 (bitsandbytes, double quantization)."),
+    steps: Optional[int] = typer.Option(None, help="Optimizer steps (overrides --epochs)."),
+    epochs: float = typer.Option(1.0, help="Passes over the data when --steps is not given."),
+    rank: int = typer.Option(8, help="LoRA rank."),
+    alpha: float = typer.Option(16.0, help="LoRA alpha (scale = alpha / rank)."),
+    lr: float = typer.Option(2e-4, help="Peak learning rate (linear warm-up and decay)."),
+    batch_size: int = typer.Option(4, help="Sequences per micro-batch."),
+    grad_accum: int = typer.Option(1, help="Micro-batches per optimizer step."),
+    seq_len: int = typer.Option(512, help="Tokens per sequence (language: packed block; task: article is cut to fit)."),
+    seed: int = typer.Option(0, help="Seed for LoRA init and data order."),
+    device: str = typer.Option("auto", help="auto, cpu or cuda."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing output folder."),
+):
+    """Train a language or task LoRA adapter (QLoRA with --qlora)."""
+    from .train.adapter import TrainOptions, train_adapter
+
+    options = TrainOptions(
+        kind=kind, lang=lang, data=data, out=out, base=base, qlora=qlora, steps=steps, epochs=epochs,
+        rank=rank, alpha=alpha, lr=lr, batch_size=batch_size, grad_accum=grad_accum, seq_len=seq_len,
+        seed=seed, device=device, force=force,
+    )
+    meta = _call(train_adapter, options)
+    typer.echo(f"wrote {out} (final loss {meta['final_loss']:.4f}, {meta['tokens_per_s']:.0f} tokens/s)")
+
+
+@app.command("merge-export")
+def merge_export(
+    out: Path = typer.Option(..., help="Output export folder."),
+    adapter: List[str] = typer.Option([], help="PATH:WEIGHT, repeatable, e.g. task-en:1 lang-sw:1 lang-en:-1."),
+    method: str = typer.Option("params", help="'params' (sum of A's and of B's, the paper) or 'delta' (exact sum of ΔW)."),
+    merge_base: str = typer.Option("original", help="'original' full-precision base or 'dequantized' NF4 weights."),
+    base: Optional[str] = typer.Option(None, help=BASE_HELP + " Default: the adapters' base."),
+    quantize: str = typer.Option("none", help="none, int8 (dynamic) or int4 (MatMulNBits)."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing output folder."),
+):
+    """Compose adapters, merge them into the base, export to ONNX (verified), optionally quantize."""
+    from .export.merge_export import merge_export as run
+
+    _call(run, adapter, out, base=base, method=method, merge_base=merge_base, quantize=quantize, force=force)
+    typer.echo(f"wrote {out}")
+
+
+def _read_input(file: str) -> str:
+    from .data.readers import read_text
+
+    if file == "-":
+        text = sys.stdin.read()
+        if not text.strip():
+            raise EdgecompError("stdin: no text to summarize")
+        return text
+    return read_text(file)
+
+
+@app.command()
+def summarize(
+    file: str = typer.Argument(..., help="UTF-8 text file to summarize, or - for stdin."),
+    model: Path = typer.Option(..., help="An export folder written by merge-export."),
+    provider: str = typer.Option("cpu", help="cpu or cuda (needs onnxruntime-gpu)."),
+    max_new_tokens: int = typer.Option(64, help="Longest summary, in tokens."),
+    num_beams: int = typer.Option(1, help="Beam search width (1 = greedy)."),
+    sample: bool = typer.Option(False, "--sample", help="Sample instead of greedy/beam decoding."),
+    temperature: float = typer.Option(1.0, help="Sampling temperature."),
+    top_k: int = typer.Option(0, help="Sample among the k most likely tokens (0 = all)."),
+    top_p: float = typer.Option(1.0, help="Nucleus sampling mass."),
+    seed: int = typer.Option(0, help="Sampling seed."),
+    as_json: bool = typer.Option(False, "--json", help="Print summary and timings as JSON."),
+):
+    """Summarize a document with ONNX Runtime (no PyTorch)."""
+    from .runtime.summarize import summarize as run
+
+    result = _call(
+        lambda: run(
+            model, _read_input(file), provider=provider, max_new_tokens=max_new_tokens, num_beams=num_beams,
+            do_sample=sample, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed,
+        )
+    )
+    typer.echo(json.dumps(result, ensure_ascii=False, indent=2) if as_json else result["summary"])
+
+
+@app.command()
+def run(recipe: Path = typer.Argument(..., help="A YAML recipe, e.g. recipes/demo.yaml.")):
+    """Run a recipe: a chain of train / merge-export / summarize steps."""
+    from .recipes import run_recipe
+
+    _call(run_recipe, recipe)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

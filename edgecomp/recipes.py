@@ -1,0 +1,102 @@
+"""Recipes: YAML files that chain ``train``, ``merge-export`` and ``summarize`` steps for a use case.
+
+Paths to inputs (``data``, ``file``) are relative to the recipe's folder; outputs (``out``, adapter
+and model folders) to its ``workdir`` (itself relative to the recipe). Options are the CLI's, with
+``_`` or ``-`` in their names.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import yaml
+
+from .console import console
+from .errors import EdgecompError
+
+STEPS = ("train", "merge-export", "summarize")
+
+
+def _load(recipe: Path) -> dict:
+    if not recipe.is_file():
+        raise EdgecompError(f"{recipe}: no such recipe")
+    try:
+        spec = yaml.safe_load(recipe.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        raise EdgecompError(f"{recipe}: not valid YAML ({e})") from None
+    if not isinstance(spec, dict) or not isinstance(spec.get("steps"), list) or not spec["steps"]:
+        raise EdgecompError(f"{recipe}: a recipe is a mapping with a non-empty 'steps' list")
+    for n, step in enumerate(spec["steps"], 1):
+        if not isinstance(step, dict) or len(step) != 1 or next(iter(step)) not in STEPS:
+            raise EdgecompError(f"{recipe}: step {n} must be one of {', '.join(STEPS)} with its options")
+    return spec
+
+
+def _options(raw) -> dict:
+    if not isinstance(raw, dict):
+        raise EdgecompError(f"step options must be a mapping, not {raw!r}")
+    return {k.replace("-", "_"): v for k, v in raw.items()}
+
+
+def _train(o: dict, spec: dict, here: Path, work: Path) -> str:
+    from .train.adapter import TrainOptions, train_adapter
+
+    o.setdefault("base", spec.get("base"))
+    o.setdefault("force", spec.get("force", False))
+    o["data"], o["out"] = here / o["data"], work / o["out"]
+    try:
+        options = TrainOptions(**o)
+    except TypeError as e:
+        raise EdgecompError(f"train step: {e}") from None
+    meta = train_adapter(options)
+    return f"{o['out']}: loss {meta['first_loss']:.3f} → {meta['final_loss']:.3f}, {meta['tokens_per_s']:.0f} tokens/s"
+
+
+def _merge_export(o: dict, spec: dict, here: Path, work: Path) -> str:
+    from .export.merge_export import merge_export, parse_adapter_spec
+
+    adapters = []
+    for item in o.pop("adapters", []):
+        path, weight = parse_adapter_spec(str(item))
+        adapters.append(f"{work / path}:{weight}")
+    out = work / o.pop("out")
+    o.setdefault("base", spec.get("base"))
+    o.setdefault("force", spec.get("force", False))
+    try:
+        merge_export(adapters, out, **o)
+    except TypeError as e:
+        raise EdgecompError(f"merge-export step: {e}") from None
+    return str(out)
+
+
+def _summarize(o: dict, spec: dict, here: Path, work: Path) -> str:
+    from .data.readers import read_text
+    from .runtime.summarize import summarize
+
+    file = here / o.pop("file")
+    result = summarize(work / o.pop("model"), read_text(file), **o)
+    t = result["timings"]
+    console.print(f"[dim]{result['prompt_tokens']} prompt tokens, {result['new_tokens']} new, "
+                  f"{t['tokens_per_s']:.1f} tokens/s[/]")
+    print(f"{file.name}: {result['summary']}", flush=True)
+    return "summary printed"
+
+
+_RUN = {"train": _train, "merge-export": _merge_export, "summarize": _summarize}
+
+
+def run_recipe(recipe: Path) -> None:
+    spec = _load(recipe)
+    here = recipe.resolve().parent
+    work = here / spec.get("workdir", "runs")
+    total = time.perf_counter()
+    for n, step in enumerate(spec["steps"], 1):
+        (name, raw), = step.items()
+        console.rule(f"[bold]step {n}/{len(spec['steps'])}: {name}[/] {raw.get('note', '') if isinstance(raw, dict) else ''}")
+        start = time.perf_counter()
+        options = _options(raw)
+        options.pop("note", None)
+        done = _RUN[name](options, spec, here, work)
+        console.print(f"[green]✓[/] {done} ({time.perf_counter() - start:.0f} s)")
+    console.rule(f"recipe done in {time.perf_counter() - total:.0f} s")

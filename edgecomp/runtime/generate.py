@@ -1,0 +1,168 @@
+"""Greedy search, beam search and sampling over a :class:`~edgecomp.runtime.session.DecoderSession`.
+
+This loop is the product, so it is ours, in numpy: the prompt runs once (``prefill``), then every
+step feeds one token per live sequence and reuses the KV cache. Beam search follows Hugging Face's
+``generate(num_beams=N, early_stopping=True)`` step for step (same candidate count, same finishing
+rule, same length normalisation), so a PyTorch reference and this runtime pick the same summary.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Callable, Protocol, Sequence
+
+import numpy as np
+
+from ..errors import EdgecompError
+from .session import KVCache
+
+
+class Decoder(Protocol):
+    def prefill(self, ids: Sequence[int]) -> tuple[np.ndarray, KVCache]: ...
+
+    def step(self, tokens: np.ndarray, cache: KVCache) -> tuple[np.ndarray, KVCache]: ...
+
+
+@dataclass(frozen=True)
+class Generation:
+    """New tokens (ending with an eos id if one was produced) and where the time went.
+
+    ``steps`` counts decode passes: each feeds one token per live sequence (one, or ``num_beams``),
+    so ``steps / decode_s`` is the decode speed in tokens per second per sequence.
+    """
+
+    tokens: list[int]
+    prefill_s: float
+    decode_s: float
+    steps: int
+
+
+def log_softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+
+
+def _sampler(temperature: float, top_k: int, top_p: float, seed: int) -> Callable[[np.ndarray], int]:
+    """Pick from ``softmax(logits / temperature)`` cut to the top k, then to the top-p nucleus."""
+    rng = np.random.default_rng(seed)
+
+    def choose(logits: np.ndarray) -> int:
+        scores = logits.astype(np.float64) / temperature
+        candidates = np.arange(scores.size)
+        if 0 < top_k < scores.size:
+            candidates = np.argpartition(-scores, top_k - 1)[:top_k]
+        if top_p < 1.0:  # the nucleus needs an order; plain sampling does not pay for a sort
+            candidates = candidates[np.argsort(-scores[candidates], kind="stable")]
+        probs = np.exp(scores[candidates] - scores[candidates].max())
+        probs /= probs.sum()
+        if top_p < 1.0:
+            # Keep the smallest prefix whose mass reaches top_p (always at least the best token).
+            keep = int(np.searchsorted(np.cumsum(probs), top_p)) + 1
+            candidates, probs = candidates[:keep], probs[:keep] / probs[:keep].sum()
+        return int(candidates[rng.choice(len(probs), p=probs)])
+
+    return choose
+
+
+def _one_sequence(
+    decoder: Decoder,
+    logits: np.ndarray,
+    cache: KVCache,
+    choose: Callable[[np.ndarray], int],
+    max_new_tokens: int,
+    eos_ids: tuple[int, ...],
+) -> tuple[list[int], int]:
+    """Greedy or sampled decoding: choose a token, stop on eos or the budget, else feed it back."""
+    tokens: list[int] = []
+    steps = 0
+    while True:
+        token = choose(logits[0])
+        tokens.append(token)
+        if token in eos_ids or len(tokens) == max_new_tokens:
+            return tokens, steps
+        logits, cache = decoder.step(np.array([token]), cache)
+        steps += 1
+
+
+def _beam_search(
+    decoder: Decoder,
+    logits: np.ndarray,
+    cache: KVCache,
+    num_beams: int,
+    max_new_tokens: int,
+    eos_ids: tuple[int, ...],
+    length_penalty: float,
+) -> tuple[list[int], int]:
+    """Hugging Face's beam search with ``early_stopping=True``, for one prompt.
+
+    Each step scores every continuation of every live beam by summed log-probability and keeps the
+    best ``max(2, 1 + len(eos_ids)) * num_beams`` (enough that ``num_beams`` of them do not end).
+    Of the best ``num_beams`` candidates, those ending in eos (or reaching the budget) become
+    hypotheses scored ``sum_logprob / new_tokens ** length_penalty``; the best ``num_beams``
+    unfinished candidates live on. Search stops once ``num_beams`` hypotheses exist.
+    """
+    vocab = logits.shape[-1]
+    keep = max(2, 1 + len(eos_ids)) * num_beams
+    scores = np.zeros(1)  # summed log-probs of the live beams; the prompt is one beam at first
+    beams: list[list[int]] = [[]]
+    finished: list[tuple[float, list[int]]] = []
+    steps = 0
+    for length in range(1, max_new_tokens + 1):
+        totals = (log_softmax(logits.astype(np.float64)) + scores[:, None]).ravel()
+        best = np.argpartition(-totals, keep - 1)[:keep]
+        best = best[np.argsort(-totals[best], kind="stable")]
+        origin, token, total = best // vocab, best % vocab, totals[best]
+        ends = np.isin(token, eos_ids) | (length == max_new_tokens)
+
+        for i in np.flatnonzero(ends[:num_beams]):
+            finished.append((total[i] / length**length_penalty, beams[origin[i]] + [int(token[i])]))
+        finished = sorted(finished, key=lambda h: h[0], reverse=True)[:num_beams]
+        live = np.flatnonzero(~ends)[:num_beams]
+        if len(finished) == num_beams or live.size == 0:
+            break
+
+        beams = [beams[origin[i]] + [int(token[i])] for i in live]
+        scores = total[live]
+        logits, cache = decoder.step(token[live], cache.select(origin[live]))
+        steps += 1
+    return finished[0][1], steps
+
+
+def generate(
+    decoder: Decoder,
+    prompt: Sequence[int],
+    *,
+    max_new_tokens: int,
+    eos_ids: tuple[int, ...] = (),
+    num_beams: int = 1,
+    do_sample: bool = False,
+    temperature: float = 1.0,
+    top_k: int = 0,
+    top_p: float = 1.0,
+    seed: int = 0,
+    length_penalty: float = 1.0,
+) -> Generation:
+    """Continue ``prompt``: greedy by default, beam search with ``num_beams > 1``, or sampling."""
+    if not prompt:
+        raise EdgecompError("cannot generate from an empty prompt")
+    if max_new_tokens < 1:
+        raise EdgecompError(f"max_new_tokens must be at least 1 (got {max_new_tokens})")
+    if num_beams < 1:
+        raise EdgecompError(f"num_beams must be at least 1 (got {num_beams})")
+    if do_sample and num_beams > 1:
+        raise EdgecompError("choose sampling or beam search, not both")
+    if do_sample and not (temperature > 0 and top_k >= 0 and 0 < top_p <= 1):
+        raise EdgecompError("sampling needs temperature > 0, top_k >= 0 and 0 < top_p <= 1")
+
+    start = time.perf_counter()
+    logits, cache = decoder.prefill(prompt)
+    prefilled = time.perf_counter()
+    if num_beams > 1:
+        tokens, steps = _beam_search(
+            decoder, logits, cache, num_beams, max_new_tokens, eos_ids, length_penalty
+        )
+    else:
+        choose = _sampler(temperature, top_k, top_p, seed) if do_sample else lambda x: int(np.argmax(x))
+        tokens, steps = _one_sequence(decoder, logits, cache, choose, max_new_tokens, eos_ids)
+    return Generation(tokens, prefilled - start, time.perf_counter() - prefilled, steps)

@@ -1,0 +1,69 @@
+"""An export folder opened for generation: the decoder session, the tokenizer and the special ids.
+
+Reads only what ``edgecomp export`` writes (``model.onnx``, ``config.json``,
+``generation_config.json``, ``tokenizer.json``), with numpy, onnxruntime and tokenizers: no PyTorch,
+so a device that runs summaries needs none of the training stack.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from tokenizers import Tokenizer
+
+from ..errors import EdgecompError
+from .session import DecoderSession, KVShape
+
+REQUIRED_FILES = ("model.onnx", "config.json", "generation_config.json", "tokenizer.json")
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise EdgecompError(f"{path} is not valid JSON: {e}") from None
+
+
+def _ids(value) -> tuple[int, ...]:
+    """``eos_token_id`` may be one id, a list of ids or absent."""
+    if value is None:
+        return ()
+    return tuple(value) if isinstance(value, list) else (value,)
+
+
+@dataclass
+class OnnxCausalLM:
+    decoder: DecoderSession
+    tokenizer: Tokenizer
+    bos_id: int | None
+    eos_ids: tuple[int, ...]
+    max_positions: int
+
+    @classmethod
+    def load(cls, model_dir: str | Path, provider: str = "cpu") -> "OnnxCausalLM":
+        model_dir = Path(model_dir)
+        if not model_dir.is_dir():
+            raise EdgecompError(f"model folder {model_dir} does not exist")
+        missing = [name for name in REQUIRED_FILES if not (model_dir / name).is_file()]
+        if missing:
+            raise EdgecompError(
+                f"{model_dir} is not an edgecomp export (missing {', '.join(missing)}); "
+                "create one with `edgecomp export`"
+            )
+        config = _read_json(model_dir / "config.json")
+        generation = _read_json(model_dir / "generation_config.json")
+        return cls(
+            decoder=DecoderSession(model_dir / "model.onnx", KVShape.from_config(config), provider),
+            tokenizer=Tokenizer.from_file(str(model_dir / "tokenizer.json")),
+            bos_id=generation.get("bos_token_id", config.get("bos_token_id")),
+            eos_ids=_ids(generation.get("eos_token_id", config.get("eos_token_id"))),
+            max_positions=config.get("max_position_embeddings", 2048),
+        )
+
+    def encode(self, text: str) -> list[int]:
+        return self.tokenizer.encode(text, add_special_tokens=False).ids
+
+    def decode(self, ids: list[int]) -> str:
+        return self.tokenizer.decode(ids, skip_special_tokens=True)

@@ -1,0 +1,142 @@
+"""Train one adapter end to end: data → examples → (NF4) base + LoRA → loop → PEFT folder + edgecomp.json.
+
+The output is a standard PEFT adapter (``adapter_config.json``, ``adapter_model.safetensors``) that
+``PeftModel.from_pretrained`` loads, plus ``edgecomp.json``: what was trained, on which base
+(name and weight fingerprint), from which data (name and sha256), and how it went.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from .. import __version__
+from ..console import console
+from ..data.examples import language_blocks, task_example
+from ..data.readers import read_lines, read_pairs
+from ..errors import EdgecompError
+from ..fsutil import atomic_dir, check_output_dir, sha256_file, write_json
+
+KINDS = ("language", "task")
+_LANG = re.compile(r"^[a-z]{2,3}$")
+
+
+@dataclass
+class TrainOptions:
+    kind: str
+    lang: str
+    data: Path
+    out: Path
+    base: str | None = None
+    qlora: bool = False
+    steps: int | None = None
+    epochs: float = 1.0
+    rank: int = 8
+    alpha: float = 16.0
+    dropout: float = 0.05
+    lr: float = 2e-4
+    batch_size: int = 4
+    grad_accum: int = 1
+    seq_len: int = 512
+    max_summary_tokens: int = 64
+    seed: int = 0
+    device: str = "auto"
+    force: bool = False
+
+
+def _validate(o: TrainOptions) -> None:
+    if o.kind not in KINDS:
+        raise EdgecompError(f"--kind must be one of {', '.join(KINDS)}, not '{o.kind}'")
+    if not _LANG.match(o.lang):
+        raise EdgecompError(f"--lang '{o.lang}' is not an ISO 639 language code (e.g. en, sw, hi)")
+    for name in ("rank", "batch_size", "grad_accum", "seq_len"):
+        if getattr(o, name) < 1:
+            raise EdgecompError(f"--{name.replace('_', '-')} must be at least 1")
+    if o.steps is not None and o.steps < 1:
+        raise EdgecompError("--steps must be at least 1")
+    if o.seq_len < 16:
+        raise EdgecompError("--seq-len must be at least 16")
+    check_output_dir(o.out, o.force)
+
+
+def build_examples(o: TrainOptions, tokenizer, bos_id, eos_id) -> list[tuple[list[int], list[int]]]:
+    def encode(s: str) -> list[int]:
+        return tokenizer.encode(s, add_special_tokens=False).ids
+
+    if o.kind == "language":
+        blocks = language_blocks(read_lines(o.data), encode, bos_id, eos_id, o.seq_len)
+        return [(b, b) for b in blocks]
+    max_summary = min(o.max_summary_tokens, o.seq_len // 2)
+    return [task_example(p, encode, bos_id, eos_id, o.seq_len, max_summary) for p in read_pairs(o.data)]
+
+
+def _first(value):
+    return value[0] if isinstance(value, (list, tuple)) else value
+
+
+def train_adapter(o: TrainOptions) -> dict:
+    """Train and write the adapter folder ``o.out`` atomically; return its ``edgecomp.json``."""
+    _validate(o)
+    import torch
+    from peft import get_peft_model, prepare_model_for_kbit_training
+
+    from ..models.fingerprint import weights_fingerprint
+    from ..models.load import default_device, load_causal_lm, load_tokenizer
+    from ..models.resolve import DEFAULT_BASE, resolve_base
+    from .lora import lora_config
+    from .loop import total_steps, train_loop
+
+    device = default_device() if o.device == "auto" else o.device
+    base = resolve_base(o.base)
+    tokenizer = load_tokenizer(base.path)
+    console.print(f"[bold]base[/] {base.name} ({base.path})")
+    model = load_causal_lm(base.path, qlora=o.qlora, device=device)
+    gen = model.generation_config
+    bos_id = gen.bos_token_id if gen.bos_token_id is not None else model.config.bos_token_id
+    eos_id = _first(gen.eos_token_id if gen.eos_token_id is not None else model.config.eos_token_id)
+    pad_id = _first(gen.pad_token_id if gen.pad_token_id is not None else model.config.pad_token_id)
+    examples = build_examples(o, tokenizer, bos_id, eos_id)
+    if not examples:
+        raise EdgecompError(f"{o.data}: no training examples could be built")
+    steps = total_steps(len(examples), o.batch_size, o.grad_accum, o.steps, o.epochs)
+    console.print(f"[bold]data[/] {o.data.name}: {len(examples)} examples, {steps} optimizer steps on {device}")
+
+    if o.qlora:
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+    torch.manual_seed(o.seed)
+    model = get_peft_model(model, lora_config(model, o.rank, o.alpha, o.dropout))
+    stats = train_loop(
+        model,
+        examples,
+        steps=steps,
+        batch_size=o.batch_size,
+        grad_accum=o.grad_accum,
+        lr=o.lr,
+        seed=o.seed,
+        pad_id=pad_id if pad_id is not None else 0,
+        device=device,
+        description=f"{o.kind} adapter ({o.lang})",
+    )
+    meta = {
+        "format": "edgecomp-adapter/1",
+        "edgecomp_version": __version__,
+        "kind": o.kind,
+        "lang": o.lang,
+        "base": {"name": base.name, "spec": o.base or DEFAULT_BASE, "fingerprint": weights_fingerprint(base.path)},
+        "quantization": "nf4" if o.qlora else "none",
+        "steps": stats.steps,
+        "final_loss": round(stats.final_loss, 6),
+        "first_loss": round(stats.losses[0], 6),
+        "tokens": stats.tokens,
+        "tokens_per_s": round(stats.tokens_per_s, 2),
+        "seconds": round(stats.seconds, 2),
+        "data": {"file": o.data.name, "sha256": sha256_file(o.data), "examples": len(examples)},
+        "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(o).items()
+                    if k not in ("data", "out", "force")},
+        "device": device,
+    }
+    with atomic_dir(o.out, force=o.force) as tmp:
+        model.save_pretrained(tmp, safe_serialization=True)
+        write_json(tmp / "edgecomp.json", meta)
+    return meta

@@ -1,0 +1,118 @@
+"""A plain PyTorch training loop: AdamW, linear warm-up/decay, gradient accumulation, a rich progress bar.
+
+Kept small on purpose (rather than ``transformers.Trainer``) so the bar shows loss and tokens/s,
+and step counts mean optimizer steps whatever the accumulation.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+from ..console import console
+from ..data.examples import IGNORE
+
+
+@dataclass
+class LoopStats:
+    steps: int = 0
+    tokens: int = 0
+    seconds: float = 0.0
+    losses: list[float] = field(default_factory=list)
+
+    @property
+    def final_loss(self) -> float:
+        tail = self.losses[-max(1, min(10, len(self.losses) // 5)) :]
+        return sum(tail) / len(tail)
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.tokens / self.seconds if self.seconds else 0.0
+
+
+def collate(batch: list[tuple[list[int], list[int]]], pad_id: int, device: str):
+    """Right-pad a list of ``(input_ids, labels)`` into tensors with an attention mask."""
+    import torch
+
+    width = max(len(ids) for ids, _ in batch)
+    ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(batch), width), IGNORE, dtype=torch.long)
+    mask = torch.zeros((len(batch), width), dtype=torch.long)
+    for row, (x, y) in enumerate(batch):
+        ids[row, : len(x)] = torch.tensor(x)
+        labels[row, : len(y)] = torch.tensor(y)
+        mask[row, : len(x)] = 1
+    return {"input_ids": ids.to(device), "labels": labels.to(device), "attention_mask": mask.to(device)}
+
+
+def total_steps(n_examples: int, batch_size: int, grad_accum: int, steps: int | None, epochs: float) -> int:
+    if steps:
+        return steps
+    return max(1, math.ceil(epochs * n_examples / (batch_size * grad_accum)))
+
+
+def _micro_batches(n: int, batch_size: int, seed: int):
+    """An endless stream of shuffled index batches, reshuffled each epoch, reproducible by seed."""
+    import torch
+
+    gen = torch.Generator().manual_seed(seed)
+    while True:
+        order = torch.randperm(n, generator=gen).tolist()
+        for i in range(0, n, batch_size):
+            yield order[i : i + batch_size]
+
+
+def train_loop(
+    model,
+    examples: list[tuple[list[int], list[int]]],
+    *,
+    steps: int,
+    batch_size: int,
+    grad_accum: int,
+    lr: float,
+    seed: int,
+    pad_id: int,
+    device: str,
+    description: str,
+) -> LoopStats:
+    import torch
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from transformers import get_linear_schedule_with_warmup
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
+    warmup = min(10, steps // 10)
+    scheduler = get_linear_schedule_with_warmup(optimizer, warmup, steps)
+    batches = _micro_batches(len(examples), batch_size, seed)
+    stats = LoopStats()
+    model.train()
+    columns = [
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total} steps"),
+        TextColumn("loss {task.fields[loss]}"),
+        TextColumn("{task.fields[tps]} tok/s"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    ]
+    start = time.perf_counter()
+    with Progress(*columns, console=console) as bar:
+        task = bar.add_task(description, total=steps, loss="-", tps="-")
+        for _ in range(steps):
+            step_loss = 0.0
+            for _ in range(grad_accum):
+                batch = collate([examples[i] for i in next(batches)], pad_id, device)
+                loss = model(**batch).loss
+                (loss / grad_accum).backward()
+                step_loss += loss.item() / grad_accum
+                stats.tokens += int(batch["attention_mask"].sum())
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            stats.steps += 1
+            stats.losses.append(step_loss)
+            stats.seconds = time.perf_counter() - start
+            bar.update(task, advance=1, loss=f"{step_loss:.3f}", tps=f"{stats.tokens_per_s:.0f}")
+    return stats
