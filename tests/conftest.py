@@ -8,6 +8,16 @@ sys.path.insert(0, str(Path(__file__).parent))
 from tiny import CORPUS, save_tiny  # noqa: E402
 
 
+@pytest.fixture(scope="session", autouse=True)
+def edgecomp_home(tmp_path_factory) -> Path:
+    """Tests never touch the user's cache: EDGECOMP_HOME is a fresh folder for the session."""
+    home = tmp_path_factory.mktemp("edgecomp-home")
+    patch = pytest.MonkeyPatch()
+    patch.setenv("EDGECOMP_HOME", str(home))
+    yield home
+    patch.undo()
+
+
 @pytest.fixture(scope="session", params=["llama", "gemma3"])
 def tiny_base(request, tmp_path_factory) -> Path:
     """A tiny random checkpoint folder, once Llama-shaped and once Gemma3-shaped."""

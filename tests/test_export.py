@@ -60,14 +60,16 @@ def op_counts(model_path: Path) -> Counter:
 def test_fp32_export_matches_pytorch(tiny_base, exported):
     out, manifest = exported["none"]
     check = manifest["verify"]["fp32"]
-    assert 0 <= check["max_abs_diff"] <= check["tolerance"] <= 1e-2
+    assert 0 <= check["max_abs_diff"] <= check["tolerance"]
+    assert check["max_abs_diff"] < 1e-4  # fp32 vs fp32: far inside the tolerance, not near it
     assert check["tokens"] > 10
 
     ids = np.random.default_rng(7).integers(4, 400, size=37).tolist()  # not the verify sequence
     model = AutoModelForCausalLM.from_pretrained(tiny_base, dtype=torch.float32).eval()
     with torch.inference_mode():
         reference = model(torch.tensor([ids])).logits[0].numpy()
-    np.testing.assert_allclose(raw_onnx_logits(out / "model.onnx", ids), reference, atol=1e-4)
+    scale = max(1.0, float(np.abs(reference).max()))
+    np.testing.assert_allclose(raw_onnx_logits(out / "model.onnx", ids), reference, atol=1e-5 * scale)
 
 
 def test_export_folder_contents_and_manifest(tiny_base, exported):

@@ -14,10 +14,9 @@ import time
 from pathlib import Path
 from typing import Iterator
 
-from rich.console import Console
-from tokenizers import Tokenizer
-
+from ..console import console
 from ..data.prompts import prompt_ids
+from ..data.tokenizer import encoder, load_tokenizer
 from ..errors import EdgecompError
 from ..fsutil import atomic_dir, sha256_file, write_json
 from .onnx import export_onnx
@@ -39,7 +38,7 @@ VERIFY_MAX_TOKENS = 64
 
 
 @contextlib.contextmanager
-def _step(console: Console, label: str) -> Iterator[None]:
+def _step(label: str) -> Iterator[None]:
     start = time.perf_counter()
     try:
         with console.status(f"{label}…"):
@@ -52,13 +51,13 @@ def _step(console: Console, label: str) -> Iterator[None]:
 
 def verification_ids(checkpoint_dir: Path) -> list[int]:
     """The fixed token sequence both exports are checked on, built with the checkpoint's tokenizer."""
-    tokenizer = Tokenizer.from_file(str(checkpoint_dir / "tokenizer.json"))
+    tokenizer = load_tokenizer(checkpoint_dir)
     config = json.loads((checkpoint_dir / "config.json").read_text(encoding="utf-8"))
     generation = checkpoint_dir / "generation_config.json"
     if generation.is_file():
         config |= json.loads(generation.read_text(encoding="utf-8"))
     return prompt_ids(
-        lambda s: tokenizer.encode(s, add_special_tokens=False).ids,
+        encoder(tokenizer),
         VERIFY_TEXT,
         config.get("bos_token_id"),
         VERIFY_MAX_TOKENS,
@@ -87,18 +86,17 @@ def export_checkpoint(
     if missing:
         raise EdgecompError(f"checkpoint {checkpoint_dir} lacks {', '.join(missing)}")
 
-    console = Console(stderr=True)
     with atomic_dir(out_dir, force) as tmp:
         work = tmp / ".fp32"
-        with _step(console, "Exporting fp32 ONNX (optimum)"):
+        with _step("Exporting fp32 ONNX (optimum)"):
             export_onnx(checkpoint_dir, work)
         ids = verification_ids(checkpoint_dir)
-        with _step(console, f"Verifying ONNX logits against PyTorch on {len(ids)} tokens"):
+        with _step(f"Verifying ONNX logits against PyTorch on {len(ids)} tokens"):
             verify = {"fp32": verify_logits(work, checkpoint_dir, ids)}
-        with _step(console, "Writing fp32 model" if quantize == "none" else f"Quantizing to {quantize}"):
+        with _step("Writing fp32 model" if quantize == "none" else f"Quantizing to {quantize}"):
             quantize_onnx(work, tmp, quantize)
         if quantize != "none":
-            with _step(console, f"Measuring {quantize} against fp32"):
+            with _step(f"Measuring {quantize} against fp32"):
                 verify[quantize] = compare_quantized(tmp, work, checkpoint_dir, ids)
 
         for name in REQUIRED + OPTIONAL:

@@ -1,10 +1,19 @@
 """Weight quantization of an exported decoder with ONNX Runtime's own quantizers.
 
-``int8``: dynamic quantization (int8 weights, activations quantized on the fly: MatMulInteger).
-``int4``: weight-only blockwise int4 (MatMulNBits, blocks of 32, symmetric), which ONNX Runtime
-has dedicated CPU and CUDA kernels for. Only MatMul weights are quantized in both: the embedding
-table stays fp32 because a lookup gains no speed from it, and int4 Gather needs opset 21, which
-the quantizer can only force onto optimum's opset-18 graph with a warning that it may be invalid.
+``int8``: dynamic quantization (MatMulInteger): int8 weights per output channel, activations
+quantized on the fly. ``int4``: weight-only MatMulNBits, blocks of 32, with ONNX Runtime's int8
+compute path on CPU (``accuracy_level=4``).
+
+Choices measured on Gemma3 270M (2 CPU cores, 132-token English text, teacher-forced against the
+fp32 export; the weights came from a Q4_K_M GGUF):
+
+- int4 asymmetric vs symmetric: top-1 agreement 75% vs 58%, KL 0.23 vs 0.39 nats, same speed;
+- int4 ``accuracy_level`` 4 vs 0: 57 vs 45 decode tokens/s, the same agreement;
+- int8 per-channel vs per-tensor: KL 0.11 vs 0.17 nats, agreement 76% vs 72%, 44 vs 51 tokens/s.
+
+Only MatMul weights are quantized: the embedding table stays fp32 because a lookup gains no speed
+from it, and int4 Gather needs opset 21, which the quantizer can only force onto optimum's opset-18
+graph with a warning that the result may be invalid.
 """
 
 from __future__ import annotations
@@ -21,6 +30,9 @@ from ..errors import EdgecompError
 
 MODES = ("none", "int8", "int4")
 INT4_BLOCK_SIZE = 32
+INT4_SYMMETRIC = False
+INT4_ACCURACY_LEVEL = 4  # MatMulNBits computes with int8 activations on CPU; CUDA ignores it
+INT8_PER_CHANNEL = True
 
 
 def external_data_files(model_path: Path) -> list[str]:
@@ -77,6 +89,7 @@ def quantize_onnx(src_dir: Path, dst_dir: Path, mode: str) -> Path:
                 dst,
                 op_types_to_quantize=["MatMul"],
                 weight_type=QuantType.QInt8,
+                per_channel=INT8_PER_CHANNEL,
                 use_external_data_format=bool(data_files),
             )
     else:
@@ -84,7 +97,11 @@ def quantize_onnx(src_dir: Path, dst_dir: Path, mode: str) -> Path:
             from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
 
             quantizer = MatMulNBitsQuantizer(
-                str(src), bits=4, block_size=INT4_BLOCK_SIZE, is_symmetric=True
+                str(src),
+                bits=4,
+                block_size=INT4_BLOCK_SIZE,
+                is_symmetric=INT4_SYMMETRIC,
+                accuracy_level=INT4_ACCURACY_LEVEL,
             )
             quantizer.process()
             quantizer.model.save_model_to_file(str(dst), use_external_data_format=bool(data_files))

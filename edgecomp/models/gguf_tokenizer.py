@@ -149,10 +149,12 @@ def tokenizer_from_gguf(gguf_path: str | os.PathLike) -> Tokenizer:
     return tok
 
 
-def save_hf_tokenizer(tok: Tokenizer, out_dir: str | os.PathLike, *, bos: str, eos: str, unk: str, pad: str) -> None:
+def save_hf_tokenizer(
+    tok: Tokenizer, out_dir: str | os.PathLike, *, bos: str, eos: str, unk: str | None, pad: str | None
+) -> None:
     """Write ``tok`` as a transformers fast tokenizer (``tokenizer.json``, ``tokenizer_config.json``,
     ``special_tokens_map.json``) that ``AutoTokenizer.from_pretrained(out_dir)`` loads with these
-    special tokens (given as their text, e.g. ``"<bos>"``) and the same ids.
+    special tokens (given as their text, e.g. ``"<bos>"``; ``None`` for none) and the same ids.
 
     ``split_special_tokens`` is saved as ``tok.encode_special_tokens``, so special tokens in text
     are parsed or not as they are by ``tok``; a call can still pass ``split_special_tokens=False``.

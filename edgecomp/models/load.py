@@ -33,15 +33,3 @@ def load_causal_lm(path: Path, *, qlora: bool = False, device: str = "cpu", dtyp
         kwargs.update(quantization_config=nf4_config(dtype), device_map={"": device})
     model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
     return model if qlora else model.to(device)
-
-
-def load_tokenizer(path: Path):
-    """The checkpoint's ``tokenizer.json`` as a :class:`tokenizers.Tokenizer` (what the runtime uses)."""
-    from tokenizers import Tokenizer
-
-    from ..errors import EdgecompError
-
-    file = path / "tokenizer.json"
-    if not file.is_file():
-        raise EdgecompError(f"{path}: no tokenizer.json (edgecomp needs a fast tokenizer file)")
-    return Tokenizer.from_file(str(file))

@@ -1,6 +1,6 @@
 """An export folder opened for generation: the decoder session, the tokenizer and the special ids.
 
-Reads only what ``edgecomp export`` writes (``model.onnx``, ``config.json``,
+Reads only what ``edgecomp merge-export`` writes (``model.onnx``, ``config.json``,
 ``generation_config.json``, ``tokenizer.json``), with numpy, onnxruntime and tokenizers: no PyTorch,
 so a device that runs summaries needs none of the training stack.
 """
@@ -13,6 +13,7 @@ from pathlib import Path
 
 from tokenizers import Tokenizer
 
+from ..data.tokenizer import encoder, load_tokenizer
 from ..errors import EdgecompError
 from .session import DecoderSession, KVShape
 
@@ -50,20 +51,22 @@ class OnnxCausalLM:
         if missing:
             raise EdgecompError(
                 f"{model_dir} is not an edgecomp export (missing {', '.join(missing)}); "
-                "create one with `edgecomp export`"
+                "create one with `edgecomp merge-export`"
             )
         config = _read_json(model_dir / "config.json")
         generation = _read_json(model_dir / "generation_config.json")
+        if "max_position_embeddings" not in config:
+            raise EdgecompError(f"{model_dir / 'config.json'} lacks max_position_embeddings")
         return cls(
             decoder=DecoderSession(model_dir / "model.onnx", KVShape.from_config(config), provider),
-            tokenizer=Tokenizer.from_file(str(model_dir / "tokenizer.json")),
+            tokenizer=load_tokenizer(model_dir),
             bos_id=generation.get("bos_token_id", config.get("bos_token_id")),
             eos_ids=_ids(generation.get("eos_token_id", config.get("eos_token_id"))),
-            max_positions=config.get("max_position_embeddings", 2048),
+            max_positions=config["max_position_embeddings"],
         )
 
     def encode(self, text: str) -> list[int]:
-        return self.tokenizer.encode(text, add_special_tokens=False).ids
+        return encoder(self.tokenizer)(text)
 
     def decode(self, ids: list[int]) -> str:
         return self.tokenizer.decode(ids, skip_special_tokens=True)

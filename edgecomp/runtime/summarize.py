@@ -43,8 +43,11 @@ def summarize(
     context = min(model.max_positions, MAX_CONTEXT)
     try:
         prompt = prompt_ids(model.encode, text, model.bos_id, context - max_new_tokens)
-    except ValueError as e:
-        raise EdgecompError(f"{e} (the model's context is {context}; lower max_new_tokens)") from None
+    except EdgecompError:
+        raise EdgecompError(
+            f"max_new_tokens={max_new_tokens} leaves no room for the prompt in the "
+            f"{context}-token context; lower max_new_tokens"
+        ) from None
     out = generate(
         model.decoder,
         prompt,

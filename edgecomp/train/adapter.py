@@ -15,6 +15,7 @@ from .. import __version__
 from ..console import console
 from ..data.examples import language_blocks, task_example
 from ..data.readers import read_lines, read_pairs
+from ..data.tokenizer import encoder
 from ..errors import EdgecompError
 from ..fsutil import atomic_dir, check_output_dir, sha256_file, write_json
 
@@ -61,9 +62,7 @@ def _validate(o: TrainOptions) -> None:
 
 
 def build_examples(o: TrainOptions, tokenizer, bos_id, eos_id) -> list[tuple[list[int], list[int]]]:
-    def encode(s: str) -> list[int]:
-        return tokenizer.encode(s, add_special_tokens=False).ids
-
+    encode = encoder(tokenizer)
     if o.kind == "language":
         blocks = language_blocks(read_lines(o.data), encode, bos_id, eos_id, o.seq_len)
         return [(b, b) for b in blocks]
@@ -82,7 +81,8 @@ def train_adapter(o: TrainOptions) -> dict:
     from peft import get_peft_model, prepare_model_for_kbit_training
 
     from ..models.fingerprint import weights_fingerprint
-    from ..models.load import default_device, load_causal_lm, load_tokenizer
+    from ..data.tokenizer import load_tokenizer
+    from ..models.load import default_device, load_causal_lm
     from ..models.resolve import DEFAULT_BASE, resolve_base
     from .lora import lora_config
     from .loop import total_steps, train_loop
