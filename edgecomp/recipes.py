@@ -89,7 +89,7 @@ _RUN = {"train": _train, "merge-export": _merge_export, "summarize": _summarize}
 def run_recipe(recipe: Path) -> None:
     spec = _load(recipe)
     here = recipe.resolve().parent
-    work = here / spec.get("workdir", "runs")
+    work = (here / spec.get("workdir", "runs")).resolve()
     total = time.perf_counter()
     for n, step in enumerate(spec["steps"], 1):
         (name, raw), = step.items()

@@ -7,6 +7,12 @@ weights (same 64-value blocks, NF4 codebook and double-quantized scales that ``L
 
 from __future__ import annotations
 
+import logging
+
+# On CPUs with AVX512-BF16, bitsandbytes tries to fetch a kernel from the model hub at import and
+# warns when it cannot; edgecomp never reaches the hub and the built-in CPU kernel is used instead.
+logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
+
 
 def nf4_config(compute_dtype):
     from transformers import BitsAndBytesConfig

@@ -61,13 +61,17 @@ def _validate(o: TrainOptions) -> None:
     check_output_dir(o.out, o.force)
 
 
-def build_examples(o: TrainOptions, tokenizer, bos_id, eos_id) -> list[tuple[list[int], list[int]]]:
+def read_data(o: TrainOptions) -> list:
+    """Lines of text (language) or pairs (task), read and checked before any model is loaded."""
+    return read_lines(o.data) if o.kind == "language" else read_pairs(o.data)
+
+
+def build_examples(o: TrainOptions, records: list, tokenizer, bos_id, eos_id) -> list[tuple[list[int], list[int]]]:
     encode = encoder(tokenizer)
     if o.kind == "language":
-        blocks = language_blocks(read_lines(o.data), encode, bos_id, eos_id, o.seq_len)
-        return [(b, b) for b in blocks]
+        return [(b, b) for b in language_blocks(records, encode, bos_id, eos_id, o.seq_len)]
     max_summary = min(o.max_summary_tokens, o.seq_len // 2)
-    return [task_example(p, encode, bos_id, eos_id, o.seq_len, max_summary) for p in read_pairs(o.data)]
+    return [task_example(p, encode, bos_id, eos_id, o.seq_len, max_summary) for p in records]
 
 
 def _first(value):
@@ -77,6 +81,7 @@ def _first(value):
 def train_adapter(o: TrainOptions) -> dict:
     """Train and write the adapter folder ``o.out`` atomically; return its ``edgecomp.json``."""
     _validate(o)
+    records = read_data(o)
     import torch
     from peft import get_peft_model, prepare_model_for_kbit_training
 
@@ -96,7 +101,7 @@ def train_adapter(o: TrainOptions) -> dict:
     bos_id = gen.bos_token_id if gen.bos_token_id is not None else model.config.bos_token_id
     eos_id = _first(gen.eos_token_id if gen.eos_token_id is not None else model.config.eos_token_id)
     pad_id = _first(gen.pad_token_id if gen.pad_token_id is not None else model.config.pad_token_id)
-    examples = build_examples(o, tokenizer, bos_id, eos_id)
+    examples = build_examples(o, records, tokenizer, bos_id, eos_id)
     if not examples:
         raise EdgecompError(f"{o.data}: no training examples could be built")
     steps = total_steps(len(examples), o.batch_size, o.grad_accum, o.steps, o.epochs)

@@ -1,0 +1,104 @@
+"""The command line end to end on a tiny base, and its one-line errors."""
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from edgecomp.cli import app
+
+runner = CliRunner()
+
+
+def cli(*args, input=None):
+    return runner.invoke(app, [str(a) for a in args], input=input)
+
+
+TRAIN = ["--steps", 3, "--seq-len", 64, "--batch-size", 2, "--rank", 4, "--lr", 1e-2]
+
+
+@pytest.fixture(scope="module")
+def pipeline(tiny_llama_dir, mono_file, pairs_file, tmp_path_factory):
+    """train (task + two language adapters) → merge-export (params, int4), all through the CLI."""
+    root = tmp_path_factory.mktemp("cli")
+    base = ["--base", tiny_llama_dir]
+    for kind, lang, data in (("task", "en", pairs_file), ("language", "sw", mono_file), ("language", "en", mono_file)):
+        result = cli("train", "--qlora", "--kind", kind, "--lang", lang, "--data", data,
+                     "--out", root / f"{kind}-{lang}", *base, *TRAIN)
+        assert result.exit_code == 0, result.output
+    result = cli("merge-export", "--adapter", f"{root / 'task-en'}:1", "--adapter", f"{root / 'language-sw'}:1",
+                 "--adapter", f"{root / 'language-en'}:-1", "--quantize", "int4", "--out", root / "export")
+    assert result.exit_code == 0, result.output
+    return root
+
+
+def test_merge_export_records_the_composition(pipeline):
+    manifest = json.loads((pipeline / "export" / "edgecomp-export.json").read_text())
+    adapters = manifest["composition"]["adapters"]
+    assert [(a["kind"], a["lang"], a["weight"]) for a in adapters] == [("task", "en", 1.0), ("language", "sw", 1.0), ("language", "en", -1.0)]
+    assert manifest["composition"]["method"] == "params" and manifest["quantize"] == "int4"
+    assert manifest["verify"]["fp32"]["max_abs_diff"] <= manifest["verify"]["fp32"]["tolerance"]
+
+
+def test_summarize_file_and_stdin(pipeline, tmp_path):
+    article = tmp_path / "article.txt"
+    article.write_text("Mvua kubwa imesababisha mafuriko katika mji mkuu wa nchi.\n", encoding="utf-8")
+    from_file = cli("summarize", article, "--model", pipeline / "export", "--max-new-tokens", 8, "--json")
+    assert from_file.exit_code == 0, from_file.output
+    result = json.loads(from_file.stdout)
+    assert result["new_tokens"] >= 1 and result["prompt_tokens"] > 10 and isinstance(result["summary"], str)
+    from_stdin = cli("summarize", "-", "--model", pipeline / "export", "--max-new-tokens", 8, "--json",
+                     input=article.read_text(encoding="utf-8"))
+    assert json.loads(from_stdin.stdout)["summary"] == result["summary"]
+
+
+def test_help_explains_every_command():
+    for command in ("train", "merge-export", "summarize", "run"):
+        result = cli(command, "--help")
+        assert result.exit_code == 0 and "Usage" in result.output
+
+
+def assert_one_line_error(result, needle):
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("edgecomp: error:") and needle in lines[0], result.stderr
+    assert "Traceback" not in result.output
+
+
+def test_missing_and_malformed_inputs(tiny_llama_dir, tmp_path):
+    base = ["--base", tiny_llama_dir]
+    assert_one_line_error(cli("train", "--kind", "language", "--lang", "sw", "--data", tmp_path / "nope.txt",
+                              "--out", tmp_path / "o", *base), "no such file")
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"text": "a", "summary": "b"}\n{"text": "a"\n', encoding="utf-8")
+    assert_one_line_error(cli("train", "--kind", "task", "--lang", "en", "--data", bad, "--out", tmp_path / "o",
+                              *base), "bad.jsonl:2: malformed JSON")
+    binary = tmp_path / "bin.txt"
+    binary.write_bytes(b"\x00\x01\x02")
+    assert_one_line_error(cli("summarize", binary, "--model", tmp_path), "looks binary")
+    assert not (tmp_path / "o").exists()
+
+
+def test_merge_export_refusals(pipeline, tmp_path):
+    assert_one_line_error(cli("merge-export", "--adapter", f"{tmp_path}:1", "--out", tmp_path / "x"),
+                          "not an adapter folder")
+    assert_one_line_error(cli("merge-export", "--adapter", f"{pipeline / 'task-en'}:one", "--out", tmp_path / "x"),
+                          "is not a number")
+    before = sorted(p.name for p in (pipeline / "export").iterdir())
+    assert_one_line_error(cli("merge-export", "--adapter", f"{pipeline / 'task-en'}:1", "--out", pipeline / "export"),
+                          "already exists")
+    assert sorted(p.name for p in (pipeline / "export").iterdir()) == before
+
+
+def test_summarize_refuses_a_folder_that_is_not_an_export(tmp_path):
+    article = tmp_path / "a.txt"
+    article.write_text("text", encoding="utf-8")
+    result = cli("summarize", article, "--model", tmp_path)
+    assert result.exit_code == 2 and "edgecomp: error:" in result.stderr
+
+
+def test_merge_export_without_adapters_exports_the_base(tiny_llama_dir, tmp_path):
+    result = cli("merge-export", "--base", tiny_llama_dir, "--out", tmp_path / "plain")
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((tmp_path / "plain" / "edgecomp-export.json").read_text())
+    assert manifest["composition"]["adapters"] == [] and manifest["quantize"] == "none"
