@@ -9,6 +9,7 @@ from safetensors.torch import load_file
 
 from edgecomp.compose.adapters import load_adapter
 from edgecomp.compose.methods import compose
+from edgecomp.compose.terms import Term
 from edgecomp.errors import EdgecompError
 
 
@@ -28,27 +29,27 @@ WEIGHTS = [1.0, 0.7, -1.0]
 
 
 def test_params_is_the_weighted_sum_of_a_and_of_b(trio):
-    composed = compose(list(zip(trio, WEIGHTS)), "params")
-    assert set(composed.weights) == set(trio[0].weights) and len(composed.weights) == 6
+    composed = compose([Term(a, w) for a, w in zip(trio, WEIGHTS)], "params")
+    assert composed.modules == sorted(trio[0].weights) and len(composed.modules) == 6
     scale = 8.0 / 4
-    for module in composed.weights:
+    for module in composed.modules:
         a = sum(w * raw(ad, module)[0] for ad, w in zip(trio, WEIGHTS))
         b = sum(w * raw(ad, module)[1] for ad, w in zip(trio, WEIGHTS))
         torch.testing.assert_close(composed.delta(module), scale * b @ a)
 
 
 def test_delta_is_the_exact_weighted_sum_of_updates(trio):
-    composed = compose(list(zip(trio, WEIGHTS)), "delta")
-    for module in composed.weights:
+    composed = compose([Term(a, w) for a, w in zip(trio, WEIGHTS)], "delta")
+    for module in composed.modules:
         ref = sum(w * 2.0 * raw(ad, module)[1] @ raw(ad, module)[0] for ad, w in zip(trio, WEIGHTS))
         torch.testing.assert_close(composed.delta(module), ref, rtol=1e-5, atol=1e-6)
-        assert composed.weights[module][0].shape[0] == 3 * 4  # ranks concatenated
+        assert composed.low_rank[module][0].shape[0] == 3 * 4  # ranks concatenated
 
 
 def test_params_and_delta_differ_by_the_cross_terms(trio):
-    p = compose(list(zip(trio[:2], [1.0, 1.0])), "params")
-    d = compose(list(zip(trio[:2], [1.0, 1.0])), "delta")
-    module = next(iter(p.weights))
+    p = compose([Term(a) for a in trio[:2]], "params")
+    d = compose([Term(a) for a in trio[:2]], "delta")
+    module = p.modules[0]
     (a0, b0), (a1, b1) = raw(trio[0], module), raw(trio[1], module)
     torch.testing.assert_close(p.delta(module) - d.delta(module), 2.0 * (b0 @ a1 + b1 @ a0), rtol=1e-4, atol=1e-5)
 
@@ -56,32 +57,32 @@ def test_params_and_delta_differ_by_the_cross_terms(trio):
 def test_params_refuses_unequal_ranks(tiny_llama_dir, tmp_path, trio):
     other = load_adapter(make_adapter(tiny_llama_dir, tmp_path / "r8", seed=5, rank=8, alpha=16.0))
     with pytest.raises(EdgecompError, match="r8: rank 8"):
-        compose([(trio[0], 1.0), (other, 1.0)], "params")
-    compose([(trio[0], 1.0), (other, 1.0)], "delta")  # delta takes any ranks
+        compose([Term(trio[0], 1.0), Term(other, 1.0)], "params")
+    compose([Term(trio[0], 1.0), Term(other, 1.0)], "delta")  # delta takes any ranks
 
 
 def test_refuses_other_target_modules(tiny_llama_dir, tmp_path, trio):
     other = load_adapter(make_adapter(tiny_llama_dir, tmp_path / "qk", seed=6, targets=("q_proj", "k_proj")))
     with pytest.raises(EdgecompError, match="qk: target modules differ"):
-        compose([(trio[0], 1.0), (other, 1.0)], "delta")
+        compose([Term(trio[0], 1.0), Term(other, 1.0)], "delta")
 
 
 def test_refuses_other_base_fingerprint(tiny_llama_dir, tmp_path):
     a = load_adapter(make_adapter(tiny_llama_dir, tmp_path / "fa", 1, meta={"base": {"fingerprint": "sha256:aa"}}))
     b = load_adapter(make_adapter(tiny_llama_dir, tmp_path / "fb", 2, meta={"base": {"fingerprint": "sha256:bb"}}))
     with pytest.raises(EdgecompError, match="fb: trained on another base"):
-        compose([(a, 1.0), (b, 1.0)], "params")
+        compose([Term(a, 1.0), Term(b, 1.0)], "params")
 
 
 @pytest.mark.parametrize("weight", [math.nan, math.inf])
 def test_refuses_non_finite_weights(trio, weight):
     with pytest.raises(EdgecompError, match="not a finite number"):
-        compose([(trio[0], weight)], "params")
+        compose([Term(trio[0], weight)], "params")
 
 
 def test_refuses_unknown_method(trio):
     with pytest.raises(EdgecompError, match="unknown method 'ties2'"):
-        compose([(trio[0], 1.0)], "ties2")
+        compose([Term(trio[0], 1.0)], "ties2")
 
 
 def test_refuses_folders_that_are_not_adapters(tmp_path, trio):

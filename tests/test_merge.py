@@ -9,6 +9,7 @@ from transformers import AutoModelForCausalLM
 from edgecomp.compose.adapters import load_adapter
 from edgecomp.compose.merge import merged_checkpoint, nf4_dequantize_blocks
 from edgecomp.compose.methods import compose
+from edgecomp.compose.terms import Term
 from edgecomp.models.quantize import nf4_roundtrip
 
 WEIGHTS = [1.0, 0.5, -1.0]
@@ -44,7 +45,7 @@ IDS = torch.tensor([[2, 40, 41, 42, 80, 81, 150, 7, 9, 300]])
 
 
 def test_delta_merge_equals_unmerged_adapters(tiny_base, adapter_dirs, tmp_path):
-    composed = compose([(load_adapter(p), w) for p, w in zip(adapter_dirs, WEIGHTS)], "delta")
+    composed = compose([Term(load_adapter(p), w) for p, w in zip(adapter_dirs, WEIGHTS)], "delta")
     out = merged_checkpoint(tiny_base, composed, "original", tmp_path / "merged")
     assert (out / "tokenizer.json").is_file()
     torch.testing.assert_close(merged_logits(out, IDS), unmerged_logits(tiny_base, adapter_dirs, WEIGHTS, IDS),
@@ -52,18 +53,18 @@ def test_delta_merge_equals_unmerged_adapters(tiny_base, adapter_dirs, tmp_path)
 
 
 def test_params_merge_of_one_adapter_equals_peft(tiny_base, adapter_dirs, tmp_path):
-    composed = compose([(load_adapter(adapter_dirs[1]), 1.0)], "params")
+    composed = compose([Term(load_adapter(adapter_dirs[1]), 1.0)], "params")
     out = merged_checkpoint(tiny_base, composed, "original", tmp_path / "merged")
     torch.testing.assert_close(merged_logits(out, IDS), unmerged_logits(tiny_base, adapter_dirs[1:2], [1.0], IDS),
                                rtol=1e-4, atol=1e-4)
 
 
 def test_dequantized_merge_base_is_the_nf4_round_trip(tiny_base, adapter_dirs, tmp_path):
-    composed = compose([(load_adapter(adapter_dirs[0]), 1.0)], "params")
+    composed = compose([Term(load_adapter(adapter_dirs[0]), 1.0)], "params")
     out = merged_checkpoint(tiny_base, composed, "dequantized", tmp_path / "merged")
     base = AutoModelForCausalLM.from_pretrained(tiny_base)
     merged = AutoModelForCausalLM.from_pretrained(out)
-    name = next(iter(composed.weights))
+    name = composed.modules[0]
     expected = nf4_roundtrip(base.get_submodule(name).weight.detach()) + composed.delta(name)
     torch.testing.assert_close(merged.get_submodule(name).weight.detach(), expected)
     untouched = "model.layers.0.mlp.up_proj"  # not targeted, still NF4 round-tripped

@@ -33,7 +33,7 @@ def add_deltas(model, composed: Composed) -> None:
     import torch
 
     with torch.no_grad():
-        for name in composed.weights:
+        for name in composed.modules:
             try:
                 weight = model.get_submodule(name).weight
             except AttributeError:

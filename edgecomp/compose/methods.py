@@ -1,7 +1,10 @@
 """Composition methods, by name (a registry in the style of mergekit's merge methods).
 
-Each method turns weighted adapters into one LoRA, ``{module: (A, B)}`` with a single scale, so the
-result merges like any adapter (ΔW = scale·B·A) and can be written back as a PEFT adapter.
+Each method turns weighted adapters (:class:`Term`) into a :class:`Composed`: exact low-rank factors
+``{module: (A, B)}`` with one scale where the method has them (so the result merges like any adapter,
+ΔW = scale·B·A, and is written back as a PEFT adapter exactly), or dense ΔW per module otherwise.
+Weights are per module (``Term.weight_for``): per-module-type weights and layer ranges apply to
+every method.
 
 - ``params``: the paper's language/task arithmetic (Chronopoulou et al., MRL 2024): A = Σ wᵢAᵢ and
   B = Σ wᵢBᵢ, element-wise, module by module. Needs equal ranks and scales. Not ΣwᵢΔWᵢ: the cross
@@ -13,26 +16,39 @@ result merges like any adapter (ΔW = scale·B·A) and can be written back as a 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 from ..errors import EdgecompError
-from .adapters import LoraAdapter
-
-Term = tuple[LoraAdapter, float]
+from .terms import Term
 
 
 @dataclass
 class Composed:
-    weights: dict  # module -> (A [r, in], B [out, r])
-    scale: float
+    low_rank: dict = field(default_factory=dict)  # module -> (A [r, in], B [out, r]), exact
+    dense: dict = field(default_factory=dict)  # module -> ΔW [out, in]
+    scale: float = 1.0
+
+    @property
+    def modules(self) -> list[str]:
+        return sorted(set(self.low_rank) | set(self.dense))
 
     def delta(self, module: str):
-        a, b = self.weights[module]
+        if module in self.dense:
+            return self.dense[module]
+        a, b = self.low_rank[module]
         return self.scale * (b @ a)
 
 
-METHODS: dict[str, Callable[[list[Term]], Composed]] = {}
+@dataclass(frozen=True)
+class MethodOptions:
+    """Options some methods take: TIES/DARE keep ``density`` of each update, DARE draws with ``seed``."""
+
+    density: float = 1.0
+    seed: int = 0
+
+
+METHODS: dict[str, Callable[[list[Term], MethodOptions], Composed]] = {}
 
 
 def register(name: str):
@@ -47,10 +63,12 @@ def check_compatible(terms: list[Term]) -> None:
     """Same base, same target modules, same shapes, finite weights; errors name the adapter."""
     if not terms:
         raise EdgecompError("no adapters to compose")
-    first = terms[0][0]
-    for adapter, weight in terms:
-        if not math.isfinite(weight):
-            raise EdgecompError(f"{adapter.name}: weight {weight} is not a finite number")
+    first = terms[0].adapter
+    for term in terms:
+        adapter = term.adapter
+        for name in ("weight", "attention", "mlp"):
+            if not math.isfinite(getattr(term, name)):
+                raise EdgecompError(f"{adapter.name}: {name} weight {getattr(term, name)} is not a finite number")
         if adapter.fingerprint and first.fingerprint and adapter.fingerprint != first.fingerprint:
             raise EdgecompError(f"{adapter.name}: trained on another base than {first.name}")
         if set(adapter.weights) != set(first.weights):
@@ -59,13 +77,18 @@ def check_compatible(terms: list[Term]) -> None:
         for module, (a, b) in adapter.weights.items():
             a0, b0 = first.weights[module]
             if a.shape[1] != a0.shape[1] or b.shape[0] != b0.shape[0]:
-                raise EdgecompError(f"{adapter.name}: module '{module}' has another shape than in {first.name}")
+                raise EdgecompError(
+                    f"{adapter.name}: module '{module}' is {b.shape[0]}x{a.shape[1]}, "
+                    f"{b0.shape[0]}x{a0.shape[1]} in {first.name}"
+                )
+            if a.dtype != a0.dtype or b.dtype != b0.dtype:
+                raise EdgecompError(f"{adapter.name}: module '{module}' is {a.dtype}, {a0.dtype} in {first.name}")
 
 
 @register("params")
-def compose_params(terms: list[Term]) -> Composed:
-    first = terms[0][0]
-    for adapter, _ in terms:
+def compose_params(terms: list[Term], options: MethodOptions) -> Composed:
+    first = terms[0].adapter
+    for adapter in (t.adapter for t in terms):
         if adapter.rank != first.rank:
             raise EdgecompError(
                 f"{adapter.name}: rank {adapter.rank} differs from {first.name}'s {first.rank}; "
@@ -76,28 +99,30 @@ def compose_params(terms: list[Term]) -> Composed:
                 f"{adapter.name}: LoRA scale {adapter.scale} differs from {first.name}'s {first.scale}; "
                 "'params' needs equal alpha/rank (use --method delta)"
             )
-    weights = {}
+    low_rank = {}
     for module in first.weights:
-        a = sum(w * adapter.weights[module][0] for adapter, w in terms)
-        b = sum(w * adapter.weights[module][1] for adapter, w in terms)
-        weights[module] = (a, b)
-    return Composed(weights, first.scale)
+        a = sum(t.weight_for(module) * t.adapter.weights[module][0] for t in terms)
+        b = sum(t.weight_for(module) * t.adapter.weights[module][1] for t in terms)
+        low_rank[module] = (a, b)
+    return Composed(low_rank=low_rank, scale=first.scale)
 
 
 @register("delta")
-def compose_delta(terms: list[Term]) -> Composed:
+def compose_delta(terms: list[Term], options: MethodOptions) -> Composed:
     import torch
 
-    weights = {}
-    for module in terms[0][0].weights:
-        a = torch.cat([w * adapter.scale * adapter.weights[module][0] for adapter, w in terms], dim=0)
-        b = torch.cat([adapter.weights[module][1] for adapter, _ in terms], dim=1)
-        weights[module] = (a, b)
-    return Composed(weights, 1.0)
+    low_rank = {}
+    for module in terms[0].adapter.weights:
+        a = torch.cat([t.weight_for(module) * t.adapter.scale * t.adapter.weights[module][0] for t in terms])
+        b = torch.cat([t.adapter.weights[module][1] for t in terms], dim=1)
+        low_rank[module] = (a, b)
+    return Composed(low_rank=low_rank, scale=1.0)
 
 
-def compose(terms: list[Term], method: str) -> Composed:
+def compose(terms: list[Term], method: str, options: MethodOptions = MethodOptions()) -> Composed:
     if method not in METHODS:
         raise EdgecompError(f"unknown method '{method}' (choose from {', '.join(METHODS)})")
+    if not 0.0 < options.density <= 1.0:
+        raise EdgecompError(f"density must be in (0, 1], not {options.density}")
     check_compatible(terms)
-    return METHODS[method](terms)
+    return METHODS[method](terms, options)

@@ -12,6 +12,7 @@ from pathlib import Path
 from ..compose.adapters import WEIGHTS, LoraAdapter, load_adapter
 from ..compose.merge import merged_checkpoint
 from ..compose.methods import compose
+from ..compose.terms import Term
 from ..console import console
 from ..errors import EdgecompError
 from ..fsutil import check_output_dir, sha256_file
@@ -58,11 +59,11 @@ def merge_export(
     from .pipeline import export_checkpoint
 
     check_output_dir(out, force)
-    terms = [(load_adapter(path), weight) for path, weight in map(parse_adapter_spec, adapter_specs)]
+    terms = [Term(load_adapter(path), weight) for path, weight in map(parse_adapter_spec, adapter_specs)]
     composed = compose(terms, method) if terms else None
-    resolved = resolve_base(_base_spec([a for a, _ in terms], base))
+    resolved = resolve_base(_base_spec([t.adapter for t in terms], base))
     fingerprint = weights_fingerprint(resolved.path)
-    _check_fingerprints([a for a, _ in terms], resolved.name, fingerprint)
+    _check_fingerprints([t.adapter for t in terms], resolved.name, fingerprint)
     manifest = {
         "base": {"name": resolved.name, "fingerprint": fingerprint},
         "composition": {
@@ -77,7 +78,7 @@ def merge_export(
                     "rank": a.rank,
                     "sha256": sha256_file(a.path / WEIGHTS),
                 }
-                for a, w in terms
+                for a, w in ((t.adapter, t.weight) for t in terms)
             ],
         },
     }
