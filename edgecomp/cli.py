@@ -83,21 +83,117 @@ def train(
     typer.echo(f"wrote {out} (final loss {meta['final_loss']:.4f}, {meta['tokens_per_s']:.0f} tokens/s)")
 
 
+# Composition flags shared by `compose` and `merge-export` (and the keys of a YAML spec).
+ADAPTER = typer.Option([], "--adapter", help="PATH[:WEIGHT[:attention=W,mlp=W,layers=A-B]], repeatable, "
+                       "e.g. --adapter task-en:1 --adapter lang-sw:1 --adapter lang-en:-1.")
+SPEC = typer.Option(None, "--spec", help="A YAML composition spec (adapters or a scenario); flags override its keys.")
+METHOD = typer.Option(None, help="params (paper: sum of A's and of B's), delta (exact sum of ΔW), ties or dare.")
+DENSITY = typer.Option(None, help="ties/dare: fraction of each update kept (0-1].")
+SEED = typer.Option(None, help="dare: seed of the random drop.")
+LIBRARY = typer.Option(None, help="Adapter library folder for a scenario (--target).")
+TARGET = typer.Option(None, help="Target language: task_src + λt·lang_target − λs·lang_src from --library.")
+SOURCE = typer.Option(None, help="Source language of the task adapter (default en).")
+RELATED = typer.Option(False, "--related", help="Scenario 2: task adapters of languages related to --target (URIEL).")
+TOP_K = typer.Option(None, help="--related: use the k closest languages.")
+LANG_ADAPTERS = typer.Option(False, "--language-adapters", help="--related: add +λt·lang_target − λs·Σwⱼ·lang_j.")
+LAMBDA_T = typer.Option(None, "--lambda-t", help="Weight of the target-language adapter (default 1).")
+LAMBDA_S = typer.Option(None, "--lambda-s", help="Weight subtracted for the source-language adapter(s) (default 1).")
+EXPLAIN = typer.Option(False, "--explain", help="Print the chosen adapters, distances and weights.")
+
+
+def _resolve(adapter, spec, method, density, seed, library, target, source, related, top_k, lang_adapters,
+             lambda_t, lambda_s, explain):
+    """A composition spec from a YAML file and/or flags, resolved to explicit terms."""
+    from .compose.spec import load_spec_file, resolve_spec
+
+    raw, root = load_spec_file(spec) if spec else ({}, Path.cwd())
+    flags = {"method": method, "density": density, "seed": seed, "library": library, "target": target,
+             "source": source, "top_k": top_k, "lambda_t": lambda_t, "lambda_s": lambda_s}
+    raw |= {k: (str(v) if isinstance(v, Path) else v) for k, v in flags.items() if v is not None}
+    if adapter:
+        raw["adapters"] = [str(Path.cwd() / a) if not Path(a).is_absolute() else a for a in adapter]
+    if related or lang_adapters:
+        raw["scenario"], raw["language_adapters"] = "related", lang_adapters or raw.get("language_adapters", False)
+    elif raw.get("target") and not raw.get("scenario") and not raw.get("adapters"):
+        raw["scenario"] = "arithmetic"
+    resolved = resolve_spec(raw, root)
+    if explain:
+        from .compose.explain import explain_table
+        from .console import console
+
+        console.print(explain_table(resolved))
+    return resolved, raw.get("target")
+
+
+@app.command()
+def compose(
+    out: Path = typer.Option(..., help="Output adapter folder (standard PEFT LoRA + edgecomp.json)."),
+    adapter: List[str] = ADAPTER, spec: Optional[Path] = SPEC, method: Optional[str] = METHOD,
+    density: Optional[float] = DENSITY, seed: Optional[int] = SEED, library: Optional[Path] = LIBRARY,
+    target: Optional[str] = TARGET, source: Optional[str] = SOURCE, related: bool = RELATED,
+    top_k: Optional[int] = TOP_K, language_adapters: bool = LANG_ADAPTERS, lambda_t: Optional[float] = LAMBDA_T,
+    lambda_s: Optional[float] = LAMBDA_S, explain: bool = EXPLAIN,
+    rank: Optional[int] = typer.Option(None, help="Write by truncated SVD to this rank (needed for ties/dare)."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing output folder."),
+):
+    """Compose adapters into one PEFT adapter (served unmerged, or merged by merge-export)."""
+    from .compose.to_adapter import compose_adapter
+
+    def run():
+        resolved, lang = _resolve(adapter, spec, method, density, seed, library, target, source, related, top_k,
+                                  language_adapters, lambda_t, lambda_s, explain)
+        return compose_adapter(resolved, out, rank=rank, target=lang, force=force)
+
+    meta = _call(run)
+    report = meta["low_rank"]
+    detail = "exact" if report["exact"] else f"SVD rank {report['rank']}, max relative error {report['relative_error']['max']:.2e}"
+    typer.echo(f"wrote {out} ({len(meta['composition']['adapters'])} adapters, {meta['composition']['method']}, {detail})")
+
+
 @app.command("merge-export")
 def merge_export(
     out: Path = typer.Option(..., help="Output export folder."),
-    adapter: List[str] = typer.Option([], help="PATH:WEIGHT, repeatable, e.g. task-en:1 lang-sw:1 lang-en:-1."),
-    method: str = typer.Option("params", help="'params' (sum of A's and of B's, the paper) or 'delta' (exact sum of ΔW)."),
+    adapter: List[str] = ADAPTER, spec: Optional[Path] = SPEC, method: Optional[str] = METHOD,
+    density: Optional[float] = DENSITY, seed: Optional[int] = SEED, library: Optional[Path] = LIBRARY,
+    target: Optional[str] = TARGET, source: Optional[str] = SOURCE, related: bool = RELATED,
+    top_k: Optional[int] = TOP_K, language_adapters: bool = LANG_ADAPTERS, lambda_t: Optional[float] = LAMBDA_T,
+    lambda_s: Optional[float] = LAMBDA_S, explain: bool = EXPLAIN,
     merge_base: str = typer.Option("original", help="'original' full-precision base or 'dequantized' NF4 weights."),
     base: Optional[str] = typer.Option(None, help=BASE_HELP + " Default: the adapters' base."),
     quantize: str = typer.Option("none", help="none, int8 (dynamic) or int4 (MatMulNBits)."),
     force: bool = typer.Option(False, "--force", help="Replace an existing output folder."),
 ):
-    """Compose adapters, merge them into the base, export to ONNX (verified), optionally quantize."""
-    from .export.merge_export import merge_export as run
+    """Compose adapters (or a composed adapter), merge into the base, export to ONNX (verified), quantize."""
+    from .export.merge_export import merge_export as run_export
 
-    _call(run, adapter, out, base=base, method=method, merge_base=merge_base, quantize=quantize, force=force)
+    def run():
+        resolved, _ = _resolve(adapter, spec, method, density, seed, library, target, source, related, top_k,
+                               language_adapters, lambda_t, lambda_s, explain)
+        return run_export(resolved, out, base=base, merge_base=merge_base, quantize=quantize, force=force)
+
+    _call(run)
     typer.echo(f"wrote {out}")
+
+
+adapters_app = typer.Typer(help="Adapter libraries.", no_args_is_help=True)
+app.add_typer(adapters_app, name="adapters")
+
+
+@adapters_app.command("list")
+def adapters_list(
+    folder: Path = typer.Argument(..., help="A folder of adapters (searched recursively)."),
+    as_json: bool = typer.Option(False, "--json", help="Print rows as JSON."),
+):
+    """Show kind, language, base, rank, data and metrics of every adapter in FOLDER."""
+    from .compose.library import library_rows, library_table
+
+    rows = _call(library_rows, folder)
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+    else:
+        from rich.console import Console
+
+        Console().print(library_table(rows))
 
 
 def _read_input(file: str) -> str:

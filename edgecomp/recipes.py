@@ -1,8 +1,9 @@
-"""Recipes: YAML files that chain ``train``, ``merge-export`` and ``summarize`` steps for a use case.
+"""Recipes: YAML files that chain ``train``, ``compose``, ``merge-export`` and ``summarize`` steps.
 
-Paths to inputs (``data``, ``file``) are relative to the recipe's folder; outputs (``out``, adapter
-and model folders) to its ``workdir`` (itself relative to the recipe). Options are the CLI's, with
-``_`` or ``-`` in their names.
+Paths to inputs (``data``, ``file``) are relative to the recipe's folder; outputs, adapters and
+libraries (``out``, ``adapters``, ``library``, ``model``) to its ``workdir`` (itself relative to the
+recipe). Options are the CLI's, with ``_`` or ``-`` in their names; ``compose`` and ``merge-export``
+take the keys of a composition spec (``edgecomp.compose.spec``).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import yaml
 from .console import console
 from .errors import EdgecompError
 
-STEPS = ("train", "merge-export", "summarize")
+STEPS = ("train", "compose", "merge-export", "summarize")
 
 
 def _load(recipe: Path) -> dict:
@@ -53,18 +54,44 @@ def _train(o: dict, spec: dict, here: Path, work: Path) -> str:
     return f"{o['out']}: loss {meta['first_loss']:.3f} → {meta['final_loss']:.3f}, {meta['tokens_per_s']:.0f} tokens/s"
 
 
-def _merge_export(o: dict, spec: dict, here: Path, work: Path) -> str:
-    from .export.merge_export import merge_export, parse_adapter_spec
+SPEC_KEYS = {"adapters", "method", "density", "seed", "scenario", "library", "target", "source", "top_k",
+             "lambda_t", "lambda_s", "language_adapters"}
 
-    adapters = []
-    for item in o.pop("adapters", []):
-        path, weight = parse_adapter_spec(str(item))
-        adapters.append(f"{work / path}:{weight}")
+
+def _split(o: dict, spec: dict, work: Path):
+    """A step's options → (resolved composition, remaining options); adapters live in the workdir."""
+    from .compose.spec import resolve_spec
+
+    raw = {k: o.pop(k) for k in list(o) if k in SPEC_KEYS}
+    resolved = resolve_spec(raw, work)
     out = work / o.pop("out")
-    o.setdefault("base", spec.get("base"))
     o.setdefault("force", spec.get("force", False))
+    return resolved, out, raw.get("target")
+
+
+def _compose(o: dict, spec: dict, here: Path, work: Path) -> str:
+    from .compose.explain import explain_table
+    from .compose.to_adapter import compose_adapter
+
+    resolved, out, target = _split(o, spec, work)
+    console.print(explain_table(resolved))
     try:
-        merge_export(adapters, out, **o)
+        meta = compose_adapter(resolved, out, target=target, **o)
+    except TypeError as e:
+        raise EdgecompError(f"compose step: {e}") from None
+    return f"{out} ({meta['composition']['method']}, {len(meta['composition']['adapters'])} adapters)"
+
+
+def _merge_export(o: dict, spec: dict, here: Path, work: Path) -> str:
+    from .compose.explain import explain_table
+    from .export.merge_export import merge_export
+
+    resolved, out, _ = _split(o, spec, work)
+    if resolved.terms:
+        console.print(explain_table(resolved))
+    o.setdefault("base", spec.get("base"))
+    try:
+        merge_export(resolved, out, **o)
     except TypeError as e:
         raise EdgecompError(f"merge-export step: {e}") from None
     return str(out)
@@ -83,7 +110,7 @@ def _summarize(o: dict, spec: dict, here: Path, work: Path) -> str:
     return "summary printed"
 
 
-_RUN = {"train": _train, "merge-export": _merge_export, "summarize": _summarize}
+_RUN = {"train": _train, "compose": _compose, "merge-export": _merge_export, "summarize": _summarize}
 
 
 def run_recipe(recipe: Path) -> None:

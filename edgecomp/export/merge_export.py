@@ -1,89 +1,85 @@
 """``merge-export``: compose adapters, merge into the base, export to ONNX, verify, quantize.
 
-The composition is recorded in the export's manifest: base (name and weight fingerprint), method,
-merge base, and each adapter with its weight and the sha256 of its weights.
+The export is built once per (resolved spec, base weights, merge base, quantization) in the cache,
+under the sha256 of those — so exporting the same composition again is a copy, not an hour on a
+laptop — and copied to ``out``. Its manifest records the composition: base (name and weight
+fingerprint), method and options, merge base, and each adapter with its weights and content hash.
 """
 
 from __future__ import annotations
 
+import json
+import shutil
 import tempfile
 from pathlib import Path
 
-from ..compose.adapters import WEIGHTS, LoraAdapter, load_adapter
+from .. import __version__
 from ..compose.merge import merged_checkpoint
 from ..compose.methods import compose
-from ..compose.terms import Term
+from ..compose.spec import Resolved
 from ..console import console
 from ..errors import EdgecompError
-from ..fsutil import check_output_dir, sha256_file
+from ..fsutil import atomic_dir, check_output_dir
+
+EXPORT_DIR = "export"
 
 
-def parse_adapter_spec(spec: str) -> tuple[Path, float]:
-    """``PATH:WEIGHT`` (weight defaults to 1), e.g. ``runs/lang-en:-1``."""
-    path, sep, weight = spec.rpartition(":")
-    if not sep or not path:
-        return Path(spec), 1.0
-    try:
-        return Path(path), float(weight)
-    except ValueError:
-        raise EdgecompError(f"--adapter '{spec}': weight '{weight}' is not a number") from None
-
-
-def _base_spec(adapters: list[LoraAdapter], given: str | None) -> str | None:
+def _base_spec(resolved: Resolved, given: str | None) -> str | None:
     if given:
         return given
-    specs = {((a.meta or {}).get("base") or {}).get("spec") for a in adapters} - {None}
+    specs = {((t.adapter.meta or {}).get("base") or {}).get("spec") for t in resolved.terms} - {None}
     if len(specs) > 1:
         raise EdgecompError(f"adapters name different bases ({', '.join(sorted(specs))}); pass --base")
     return specs.pop() if specs else None
 
 
-def _check_fingerprints(adapters: list[LoraAdapter], base_name: str, fingerprint: str) -> None:
-    for adapter in adapters:
+def _check_fingerprints(resolved: Resolved, base_name: str, fingerprint: str) -> None:
+    for adapter in (t.adapter for t in resolved.terms):
         if adapter.fingerprint and adapter.fingerprint != fingerprint:
             raise EdgecompError(f"{adapter.name}: trained on another base than '{base_name}' (weights differ)")
 
 
 def merge_export(
-    adapter_specs: list[str],
+    resolved: Resolved,
     out: Path,
     *,
     base: str | None = None,
-    method: str = "params",
     merge_base: str = "original",
     quantize: str = "none",
     force: bool = False,
 ) -> dict:
+    from ..models.cache import cached_entry
     from ..models.fingerprint import weights_fingerprint
     from ..models.resolve import resolve_base
-    from .pipeline import export_checkpoint
+    from .pipeline import MANIFEST, export_checkpoint
 
     check_output_dir(out, force)
-    terms = [Term(load_adapter(path), weight) for path, weight in map(parse_adapter_spec, adapter_specs)]
-    composed = compose(terms, method) if terms else None
-    resolved = resolve_base(_base_spec([t.adapter for t in terms], base))
-    fingerprint = weights_fingerprint(resolved.path)
-    _check_fingerprints([t.adapter for t in terms], resolved.name, fingerprint)
+    composed = compose(resolved.terms, resolved.method, resolved.options) if resolved.terms else None
+    base_model = resolve_base(_base_spec(resolved, base))
+    fingerprint = weights_fingerprint(base_model.path)
+    _check_fingerprints(resolved, base_model.name, fingerprint)
+    key = resolved.digest(base=fingerprint, merge_base=merge_base, quantize=quantize, edgecomp=__version__)
     manifest = {
-        "base": {"name": resolved.name, "fingerprint": fingerprint},
+        "base": {"name": base_model.name, "fingerprint": fingerprint},
+        "spec_sha256": key,
         "composition": {
-            "method": method if terms else None,
+            **resolved.canonical(),
+            "method": resolved.method if resolved.terms else None,
             "merge_base": merge_base,
-            "adapters": [
-                {
-                    "path": str(a.path),
-                    "weight": w,
-                    "kind": (a.meta or {}).get("kind"),
-                    "lang": (a.meta or {}).get("lang"),
-                    "rank": a.rank,
-                    "sha256": sha256_file(a.path / WEIGHTS),
-                }
-                for a, w in ((t.adapter, t.weight) for t in terms)
-            ],
+            "adapters": resolved.describe(),
         },
     }
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=".merge-", dir=out.parent) as tmp:
-        with console.status("merging adapters into the base weights"):
-            merged = merged_checkpoint(resolved.path, composed, merge_base, Path(tmp) / "merged")
-        return export_checkpoint(merged, out, quantize=quantize, manifest=manifest, force=force)
+
+    def build(entry: Path) -> dict:
+        with tempfile.TemporaryDirectory(prefix=".merge-", dir=entry) as tmp:
+            with console.status("merging adapters into the base weights"):
+                merged = merged_checkpoint(base_model.path, composed, merge_base, Path(tmp) / "merged")
+            export_checkpoint(merged, entry / EXPORT_DIR, quantize=quantize, manifest=manifest)
+        return {"spec_sha256": key}
+
+    cached = cached_entry("exports", key[:32], build) / EXPORT_DIR
+    console.print(f"export cache entry {cached}")
+    with atomic_dir(out, force=force) as tmp:
+        for file in cached.iterdir():
+            shutil.copy2(file, tmp / file.name)
+    return json.loads((out / MANIFEST).read_text(encoding="utf-8"))

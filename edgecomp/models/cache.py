@@ -38,7 +38,7 @@ def cached_entry(kind: str, key: str, build: Callable[[Path], dict]) -> Path:
         with atomic_dir(entry, force=True) as tmp:
             info = build(tmp)
             files = {
-                p.name: sha256_file(p) for p in sorted(tmp.iterdir()) if p.is_file()
+                str(p.relative_to(tmp)): sha256_file(p) for p in sorted(tmp.rglob("*")) if p.is_file()
             }
             write_json(tmp / MANIFEST, {"info": info, "files": files})
     return entry

@@ -1,0 +1,24 @@
+"""``--explain``: the terms a spec resolved to and, for related languages, the URIEL distances."""
+
+from __future__ import annotations
+
+from .spec import Resolved
+
+
+def explain_table(resolved: Resolved):
+    from rich.table import Table
+
+    distances = {id(adapter): d for _, adapter, d, _ in resolved.explain}
+    kinds = sorted({k for d in distances.values() for k in d})
+    table = Table(title=f"composition: {resolved.method}")
+    for column in ("adapter", "kind", "lang", *kinds, "weight", "attention", "mlp", "layers"):
+        table.add_column(column)
+    for t in resolved.terms:
+        meta = t.adapter.meta or {}
+        d = distances.get(id(t.adapter), {})
+        table.add_row(
+            t.adapter.name, meta.get("kind", "?"), meta.get("lang") or "?",
+            *(f"{d[k]:.3f}" if k in d else "" for k in kinds),
+            f"{t.weight:+.4f}", f"{t.attention:g}", f"{t.mlp:g}", "-".join(map(str, t.layers)) if t.layers else "all",
+        )
+    return table

@@ -1,0 +1,211 @@
+"""A composition spec: which adapters, how weighted, which method — from YAML or the command line.
+
+A spec gives its adapters explicitly, or names a scenario that picks them from a library folder:
+
+- ``arithmetic`` (scenario 1): ``task_src + λ_t·lang_tgt − λ_s·lang_src``, the English task adapter
+  moved to the target language by language arithmetic;
+- ``related`` (scenario 2): task adapters of languages related to the target, weighted by URIEL
+  distance, optionally with ``+ λ_t·lang_tgt − λ_s·Σ wⱼ·lang_j``.
+
+Resolving a spec yields explicit terms. The resolved spec — adapters by content hash, weights,
+method and options — is canonical JSON, and its sha256 names the spec's exports in the cache, so
+the same spec always finds the same export.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import EdgecompError
+from ..fsutil import sha256_file
+from .adapters import WEIGHTS, LoraAdapter, load_adapter
+from .methods import METHODS, MethodOptions
+from .terms import Term
+
+SCENARIOS = ("arithmetic", "related")
+_TERM_KEYS = {"path", "weight", "attention", "mlp", "layers"}
+
+
+@dataclass
+class Resolved:
+    """Explicit terms plus what the scenario chose, for ``--explain`` and the manifest."""
+
+    terms: list[Term]
+    method: str
+    options: MethodOptions
+    explain: list = field(default_factory=list)  # (language, adapter, distances, weight) rows
+
+    def canonical(self) -> dict:
+        return {
+            "method": self.method,
+            "density": self.options.density,
+            "seed": self.options.seed,
+            "adapters": [
+                {
+                    "sha256": sha256_file(t.adapter.path / WEIGHTS),
+                    "config_r": t.adapter.rank,
+                    "scale": t.adapter.scale,
+                    "weight": t.weight,
+                    "attention": t.attention,
+                    "mlp": t.mlp,
+                    "layers": list(t.layers) if t.layers else None,
+                }
+                for t in self.terms
+            ],
+        }
+
+    def digest(self, **extra) -> str:
+        text = json.dumps({**self.canonical(), **extra}, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    def describe(self) -> list[dict]:
+        return [
+            {
+                "path": str(t.adapter.path),
+                "kind": (t.adapter.meta or {}).get("kind"),
+                "lang": (t.adapter.meta or {}).get("lang"),
+                "weight": t.weight,
+                "attention": t.attention,
+                "mlp": t.mlp,
+                "layers": list(t.layers) if t.layers else None,
+                "rank": t.adapter.rank,
+                "sha256": sha256_file(t.adapter.path / WEIGHTS),
+            }
+            for t in self.terms
+        ]
+
+
+def _number(value, what: str) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise EdgecompError(f"{what}: '{value}' is not a number") from None
+
+
+def _layers(value, what: str) -> tuple[int, int] | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        lo, sep, hi = value.partition("-")
+        value = [lo, hi if sep else lo]
+    try:
+        lo, hi = (int(v) for v in value)
+    except (TypeError, ValueError):
+        raise EdgecompError(f"{what}: layers must be 'A-B' or [A, B], not {value!r}") from None
+    if lo < 0 or hi < lo:
+        raise EdgecompError(f"{what}: bad layer range {lo}-{hi}")
+    return lo, hi
+
+
+def parse_term_arg(spec: str) -> dict:
+    """``PATH[:WEIGHT[:key=value,...]]``, e.g. ``runs/lang-sw:1:attention=0.5,layers=0-8``."""
+    path, _, rest = spec.partition(":")
+    weight, _, extra = rest.partition(":")
+    item: dict = {"path": path, "weight": weight or 1.0}
+    for pair in filter(None, extra.split(",")):
+        key, eq, value = pair.partition("=")
+        if not eq or key not in _TERM_KEYS - {"path", "weight"}:
+            raise EdgecompError(f"--adapter '{spec}': unknown option '{pair}' (attention=, mlp=, layers=A-B)")
+        item[key] = value
+    return item
+
+
+def term_from_dict(item, root: Path) -> Term:
+    if isinstance(item, str):
+        item = parse_term_arg(item)
+    if not isinstance(item, dict) or "path" not in item or set(item) - _TERM_KEYS:
+        raise EdgecompError(f"adapter entry {item!r}: expected keys {sorted(_TERM_KEYS)} with a path")
+    what = f"adapter '{item['path']}'"
+    return Term(
+        load_adapter(root / str(item["path"])),
+        weight=_number(item.get("weight", 1.0), what),
+        attention=_number(item.get("attention", 1.0), what),
+        mlp=_number(item.get("mlp", 1.0), what),
+        layers=_layers(item.get("layers"), what),
+    )
+
+
+def load_library(folder: Path) -> list[LoraAdapter]:
+    """Every adapter folder (one with ``adapter_config.json``) under ``folder``, sorted by path."""
+    if not folder.is_dir():
+        raise EdgecompError(f"{folder}: no such adapter library folder")
+    return [load_adapter(p.parent) for p in sorted(folder.rglob("adapter_config.json"))]
+
+
+def _pick(library: list[LoraAdapter], kind: str, lang: str) -> LoraAdapter:
+    found = [a for a in library if (a.meta or {}).get("kind") == kind and (a.meta or {}).get("lang") == lang]
+    if not found:
+        raise EdgecompError(f"the library has no {kind} adapter for '{lang}'")
+    return min(found, key=lambda a: ((a.meta or {}).get("final_loss", float("inf")), a.path.name))
+
+
+def _arithmetic(spec: dict, library: list[LoraAdapter]) -> tuple[list[Term], list]:
+    target, source = spec["target"], spec.get("source", "en")
+    lt, ls = _number(spec.get("lambda_t", 1.0), "lambda_t"), _number(spec.get("lambda_s", 1.0), "lambda_s")
+    terms = [Term(_pick(library, "task", source), 1.0), Term(_pick(library, "language", target), lt),
+             Term(_pick(library, "language", source), -ls)]
+    return terms, []
+
+
+def _related(spec: dict, library: list[LoraAdapter]) -> tuple[list[Term], list]:
+    from .related import select_related
+
+    target = spec["target"]
+    top_k = spec.get("top_k")
+    chosen = select_related(library, target, kind="task", top_k=int(top_k) if top_k else None)
+    terms = [Term(adapter, weight) for adapter, weight, _ in chosen]
+    explain = [((a.meta or {}).get("lang"), a, d, w) for a, w, d in chosen]
+    if spec.get("language_adapters"):
+        lt, ls = _number(spec.get("lambda_t", 1.0), "lambda_t"), _number(spec.get("lambda_s", 1.0), "lambda_s")
+        terms.append(Term(_pick(library, "language", target), lt))
+        for adapter, weight, _ in chosen:
+            lang = (adapter.meta or {}).get("lang")
+            if lang != target:
+                terms.append(Term(_pick(library, "language", lang), -ls * weight))
+    return terms, explain
+
+
+def resolve_spec(spec: dict, root: Path) -> Resolved:
+    """Explicit terms from a spec dict; relative paths are relative to ``root``."""
+    method = spec.get("method", "params")
+    if method not in METHODS:
+        raise EdgecompError(f"unknown method '{method}' (choose from {', '.join(METHODS)})")
+    options = MethodOptions(
+        density=_number(spec.get("density", 1.0), "density"), seed=int(_number(spec.get("seed", 0), "seed"))
+    )
+    scenario = spec.get("scenario")
+    if scenario is None:
+        terms = [term_from_dict(item, root) for item in spec.get("adapters") or []]
+        return Resolved(terms, method, options)
+    if scenario not in SCENARIOS:
+        raise EdgecompError(f"unknown scenario '{scenario}' (choose from {', '.join(SCENARIOS)})")
+    if spec.get("adapters"):
+        raise EdgecompError("give either adapters or a scenario, not both")
+    if not spec.get("target") or not spec.get("library"):
+        raise EdgecompError(f"scenario '{scenario}' needs a target language and a library folder")
+    from .languages import check_language
+
+    for key in ("target", "source"):
+        if spec.get(key):
+            check_language(spec[key])
+    library = load_library(root / str(spec["library"]))
+    terms, explain = (_arithmetic if scenario == "arithmetic" else _related)(spec, library)
+    return Resolved(terms, method, options, explain)
+
+
+def load_spec_file(path: Path) -> tuple[dict, Path]:
+    """A YAML spec and the folder its relative paths are relative to."""
+    import yaml
+
+    if not path.is_file():
+        raise EdgecompError(f"{path}: no such composition spec")
+    try:
+        spec = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        raise EdgecompError(f"{path}: not valid YAML ({e})") from None
+    if not isinstance(spec, dict):
+        raise EdgecompError(f"{path}: a composition spec is a mapping")
+    return spec, path.resolve().parent
