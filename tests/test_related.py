@@ -163,8 +163,7 @@ def test_select_related_one_adapter_per_language_ignores_other_kinds():
     chosen = select_related(library, "hi")
     names = [a.name for a, _, _ in chosen]
     assert names[0] == "task-ur-a"
-    assert sorted(names) == ["task-en-1", "task-sw", "task-ur-a"] or sorted(names) == ["task-en-1", "task-ur-a"]
-    assert len({iso639_3(a.meta["lang"]) for a, _, _ in chosen}) == len(chosen)
+    assert sorted(names) == ["task-en-1", "task-sw", "task-ur-a"]
     assert math.isclose(sum(w for _, w, _ in chosen), 1.0)
     assert select_related(library, "hi") == chosen
     assert [a.name for a, _, _ in select_related(library, "hi", top_k=1)] == ["task-ur-a"]

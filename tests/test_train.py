@@ -73,7 +73,8 @@ def test_same_seed_same_adapter(tiny_llama_dir, mono_file, tmp_path):
     "change, message",
     [
         (dict(kind="style"), "--kind must be one of"),
-        (dict(lang="swahili"), "not an ISO 639 language code"),
+        (dict(lang="swahili"), "unknown language code 'swahili'"),
+        (dict(lang="qq"), "unknown language code 'qq'"),
         (dict(seq_len=8), "--seq-len must be at least 16"),
         (dict(steps=0), "--steps must be at least 1"),
     ],

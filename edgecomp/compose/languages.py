@@ -4,7 +4,8 @@ Codes are normalised to the ISO 639-3 codes URIEL uses: every ISO 639-1 code (2 
 them) maps to its ISO 639-3 equivalent through the table below (URIEL+ ships no such table; this one
 matches both pycountry's ISO data and lang2vec's ``letter_codes.json``), so ``hi`` and ``hin`` are the
 same language. Macrolanguage codes stay as they are (``ar`` -> ``ara``, ``sw`` -> ``swa``): URIEL has
-data for every one of the 184.
+a row for all 184, with both family and syntactic data for 159 (not, e.g., for Slovak or Sindhi,
+which have no syntactic data, or Basque, Bokmål and Quechua, which have no family).
 
 URIEL comes from ``urielplus`` rather than ``lang2vec``. Both ship the same URIEL npz data and need no
 network after ``pip install``, but lang2vec 1.1.2 (last release 2019) imports ``pkg_resources``,
@@ -12,7 +13,8 @@ which setuptools >= 81 no longer has (import fails in this venv), takes 3 s to i
 distance function; urielplus 1.3.2 imports in 0.3 s, loads in about 1 s, and names the distance kinds
 (genetic, syntactic, geographic, phonological, inventory, featural, morphological, script). Its cost
 is pandas (~90 MB installed; urielplus itself is 20 MB) and a one-time copy of its 9 MB of npz files
-inside its own package folder on first load. Its data is CC BY-SA 4.0.
+inside its own package folder on first load (a read-only install fails there once, with a clear
+error). Its data is CC BY-SA 4.0.
 
 No torch here: pure Python plus URIEL's numpy arrays.
 """
@@ -54,10 +56,14 @@ def iso639_3(code: str) -> str:
     raw = code
     code = str(code).strip().lower().replace("_", "-").split("-")[0]
     if not _CODE.fullmatch(code):
-        raise EdgecompError(f"unknown language code '{raw}': give an ISO 639-1 code (e.g. 'hi') or an ISO 639-3 code (e.g. 'hin')")
+        raise EdgecompError(
+            f"unknown language code '{raw}': give an ISO 639-1 code (e.g. 'hi') or an ISO 639-3 code (e.g. 'hin')"
+        )
     if len(code) == 2:
         if code not in ISO639_1:
-            raise EdgecompError(f"unknown language code '{raw}': not an ISO 639-1 code (e.g. 'hi'; or give ISO 639-3, e.g. 'hin')")
+            raise EdgecompError(
+                f"unknown language code '{raw}': not an ISO 639-1 code (e.g. 'hi'; or give ISO 639-3, e.g. 'hin')"
+            )
         return ISO639_1[code]
     return code
 

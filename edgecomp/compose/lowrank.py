@@ -12,21 +12,32 @@ from ..errors import EdgecompError
 from .methods import Composed
 
 
-def _truncated_svd(delta, rank: int):
-    """(A [k, in], B [out, k], relative error) with k = min(rank, out, in), split as B = U√S, A = √S·Vᴴ.
-
-    The SVD runs in float64 so the factors are accurate to fp32; the error is that of the fp32
-    factors actually written. The balanced split keeps A and B on a similar scale.
-    """
+def _svd(composed: Composed, module: str):
+    """``U, S, Vᴴ`` of ΔW. From the factors when the composition is low-rank (exact and cheap: QR of
+    B and Aᵀ, then the SVD of the small core), else of the dense ΔW in fp32."""
     import torch
 
-    w = delta.double()
-    u, s, vh = torch.linalg.svd(w, full_matrices=False)
+    if module in composed.low_rank:
+        a, b = composed.low_rank[module]
+        qb, rb = torch.linalg.qr(b.double())
+        qa, ra = torch.linalg.qr(a.double().T)
+        u, s, vh = torch.linalg.svd(composed.scale * rb @ ra.T)
+        return qb @ u, s, vh @ qa.T
+    return torch.linalg.svd(composed.dense[module].float(), full_matrices=False)
+
+
+def _truncated_svd(composed: Composed, module: str, rank: int):
+    """(A [k, in], B [out, k], relative error) with k = min(rank, available), B = U√S, A = √S·Vᴴ.
+
+    The balanced split keeps A and B on a similar scale. The relative Frobenius error of the
+    truncation is sqrt(Σ_{i>k} sᵢ²) / sqrt(Σ sᵢ²) (Eckart–Young), read off the singular values.
+    """
+    u, s, vh = _svd(composed, module)
     k = min(rank, s.numel())
     root = s[:k].sqrt()
     a, b = (root[:, None] * vh[:k]).float(), (u[:, :k] * root).float()
-    norm = torch.linalg.matrix_norm(w)
-    error = float(torch.linalg.matrix_norm(w - b.double() @ a.double()) / norm) if norm > 0 else 0.0
+    total = float(s.square().sum())
+    error = (float(s[k:].square().sum()) / total) ** 0.5 if total > 0 else 0.0
     return a, b, error
 
 
@@ -46,7 +57,7 @@ def to_low_rank(composed: Composed, rank: int | None = None) -> tuple[dict, floa
                 "pass --rank to write it as an adapter (merging it into the base works without)"
             )
         return composed.low_rank, composed.scale, {"exact": True}
-    factors = {module: _truncated_svd(composed.delta(module), rank) for module in composed.modules}
+    factors = {module: _truncated_svd(composed, module, rank) for module in composed.modules}
     common = max(a.shape[0] for a, _, _ in factors.values())
     low_rank = {}
     for module, (a, b, _) in factors.items():

@@ -11,7 +11,7 @@ is safer than "unrelated".
 
 The default ``combined`` distance is the mean of ``genetic`` and ``syntactic``: genetic relatedness
 tracks shared vocabulary and morphology (what a summarizer's output is made of) and syntactic features
-track word order; both cover nearly every language with text data. Geographic distance is a proxy of
+track word order; 159 of the 184 ISO 639-1 languages have both. Geographic distance is a proxy of
 either, and phonological and inventory features describe sounds, not text, so they are shown by
 ``--explain`` but not weighted. A kind that cannot be computed for a pair (no shared features) is left
 out of the mean; with none left the pair counts as unrelated (combined 1.0).
@@ -159,7 +159,9 @@ def related_weights(
 
 def _final_loss(adapter: LoraAdapter) -> float:
     loss = (adapter.meta or {}).get("final_loss")
-    return float(loss) if isinstance(loss, (int, float)) and not isinstance(loss, bool) and math.isfinite(loss) else math.inf
+    if isinstance(loss, bool) or not isinstance(loss, (int, float)) or not math.isfinite(loss):
+        return math.inf
+    return float(loss)
 
 
 def select_related(

@@ -135,8 +135,16 @@ def load_library(folder: Path) -> list[LoraAdapter]:
     return [load_adapter(p.parent) for p in sorted(folder.rglob("adapter_config.json"))]
 
 
+def _is(adapter: LoraAdapter, kind: str, lang: str) -> bool:
+    """Whether ``adapter`` is a ``kind`` adapter for ``lang`` ('hi' and 'hin' are the same language)."""
+    from .languages import iso639_3
+
+    meta = adapter.meta or {}
+    return meta.get("kind") == kind and bool(meta.get("lang")) and iso639_3(meta["lang"]) == iso639_3(lang)
+
+
 def _pick(library: list[LoraAdapter], kind: str, lang: str) -> LoraAdapter:
-    found = [a for a in library if (a.meta or {}).get("kind") == kind and (a.meta or {}).get("lang") == lang]
+    found = [a for a in library if _is(a, kind, lang)]
     if not found:
         raise EdgecompError(f"the library has no {kind} adapter for '{lang}'")
     return min(found, key=lambda a: ((a.meta or {}).get("final_loss", float("inf")), a.path.name))
@@ -163,7 +171,7 @@ def _related(spec: dict, library: list[LoraAdapter]) -> tuple[list[Term], list]:
         terms.append(Term(_pick(library, "language", target), lt))
         for adapter, weight, _ in chosen:
             lang = (adapter.meta or {}).get("lang")
-            if lang != target:
+            if not _is(adapter, "task", target):
                 terms.append(Term(_pick(library, "language", lang), -ls * weight))
     return terms, explain
 

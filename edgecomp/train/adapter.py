@@ -7,7 +7,6 @@ The output is a standard PEFT adapter (``adapter_config.json``, ``adapter_model.
 
 from __future__ import annotations
 
-import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -15,12 +14,12 @@ from .. import __version__
 from ..console import console
 from ..data.examples import language_blocks, task_example
 from ..data.readers import read_lines, read_pairs
+from ..compose.languages import check_language
 from ..data.tokenizer import encoder
 from ..errors import EdgecompError
 from ..fsutil import atomic_dir, check_output_dir, sha256_file, write_json
 
 KINDS = ("language", "task")
-_LANG = re.compile(r"^[a-z]{2,3}$")
 
 
 @dataclass
@@ -49,8 +48,7 @@ class TrainOptions:
 def _validate(o: TrainOptions) -> None:
     if o.kind not in KINDS:
         raise EdgecompError(f"--kind must be one of {', '.join(KINDS)}, not '{o.kind}'")
-    if not _LANG.match(o.lang):
-        raise EdgecompError(f"--lang '{o.lang}' is not an ISO 639 language code (e.g. en, sw, hi)")
+    check_language(o.lang)
     for name in ("rank", "batch_size", "grad_accum", "seq_len"):
         if getattr(o, name) < 1:
             raise EdgecompError(f"--{name.replace('_', '-')} must be at least 1")
