@@ -16,7 +16,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 demo: install
-	$(BIN)/edgecomp run recipes/demo.yaml
+	$(BIN)/edgecomp run recipes/demo.yaml --root .
 
 test: install
 	$(BIN)/python -m pytest -q

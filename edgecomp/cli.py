@@ -234,11 +234,14 @@ def summarize(
 
 
 @app.command()
-def run(recipe: Path = typer.Argument(..., help="A YAML recipe, e.g. recipes/demo.yaml.")):
-    """Run a recipe: a chain of train / merge-export / summarize steps."""
+def run(
+    recipe: Path = typer.Argument(..., help="A YAML recipe, e.g. recipes/demo.yaml."),
+    root: Optional[Path] = typer.Option(None, help="Folder the recipe may read and write in (default: its own folder)."),
+):
+    """Run a recipe: a chain of train / compose / merge-export / summarize steps."""
     from .recipes import run_recipe
 
-    _call(run_recipe, recipe)
+    _call(run_recipe, recipe, root)
 
 
 def main() -> None:

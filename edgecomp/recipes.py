@@ -2,7 +2,8 @@
 
 Paths to inputs (``data``, ``file``) are relative to the recipe's folder; outputs, adapters and
 libraries (``out``, ``adapters``, ``library``, ``model``) to its ``workdir`` (itself relative to the
-recipe). Options are the CLI's, with ``_`` or ``-`` in their names; ``compose`` and ``merge-export``
+recipe). A recipe is data someone may hand you: every path it names must stay inside its folder,
+or inside a ``root`` given on the command line (``edgecomp run recipe.yaml --root .``). Options are the CLI's, with ``_`` or ``-`` in their names; ``compose`` and ``merge-export``
 take the keys of a composition spec (``edgecomp.compose.spec``).
 """
 
@@ -34,18 +35,26 @@ def _load(recipe: Path) -> dict:
     return spec
 
 
+def _inside(path: Path, root: Path, what: str) -> Path:
+    """``path`` resolved, refused if it leaves ``root`` (``..``, absolute paths, symlinks)."""
+    resolved = path.resolve()
+    if not resolved.is_relative_to(root):
+        raise EdgecompError(f"recipe {what} '{path}' is outside {root}; pass --root to allow it")
+    return resolved
+
+
 def _options(raw) -> dict:
     if not isinstance(raw, dict):
         raise EdgecompError(f"step options must be a mapping, not {raw!r}")
     return {k.replace("-", "_"): v for k, v in raw.items()}
 
 
-def _train(o: dict, spec: dict, here: Path, work: Path) -> str:
+def _train(o: dict, spec: dict, here: Path, work: Path, root: Path) -> str:
     from .train.adapter import TrainOptions, train_adapter
 
     o.setdefault("base", spec.get("base"))
     o.setdefault("force", spec.get("force", False))
-    o["data"], o["out"] = here / o["data"], work / o["out"]
+    o["data"], o["out"] = _inside(here / o["data"], root, "data"), _inside(work / o["out"], root, "output")
     try:
         options = TrainOptions(**o)
     except TypeError as e:
@@ -58,22 +67,27 @@ SPEC_KEYS = {"adapters", "method", "density", "seed", "scenario", "library", "ta
              "lambda_t", "lambda_s", "language_adapters"}
 
 
-def _split(o: dict, spec: dict, work: Path):
+def _split(o: dict, spec: dict, work: Path, root: Path):
     """A step's options → (resolved composition, remaining options); adapters live in the workdir."""
-    from .compose.spec import resolve_spec
+    from .compose.spec import parse_term_arg, resolve_spec
 
     raw = {k: o.pop(k) for k in list(o) if k in SPEC_KEYS}
+    if "library" in raw:
+        _inside(work / str(raw["library"]), root, "library")
+    for item in raw.get("adapters") or []:
+        _inside(work / str(item.get("path") if isinstance(item, dict) else parse_term_arg(str(item))["path"]),
+                root, "adapter")
     resolved = resolve_spec(raw, work)
-    out = work / o.pop("out")
+    out = _inside(work / o.pop("out"), root, "output")
     o.setdefault("force", spec.get("force", False))
     return resolved, out, raw.get("target")
 
 
-def _compose(o: dict, spec: dict, here: Path, work: Path) -> str:
+def _compose(o: dict, spec: dict, here: Path, work: Path, root: Path) -> str:
     from .compose.explain import explain_table
     from .compose.to_adapter import compose_adapter
 
-    resolved, out, target = _split(o, spec, work)
+    resolved, out, target = _split(o, spec, work, root)
     console.print(explain_table(resolved))
     try:
         meta = compose_adapter(resolved, out, target=target, **o)
@@ -82,11 +96,11 @@ def _compose(o: dict, spec: dict, here: Path, work: Path) -> str:
     return f"{out} ({meta['composition']['method']}, {len(meta['composition']['adapters'])} adapters)"
 
 
-def _merge_export(o: dict, spec: dict, here: Path, work: Path) -> str:
+def _merge_export(o: dict, spec: dict, here: Path, work: Path, root: Path) -> str:
     from .compose.explain import explain_table
     from .export.merge_export import merge_export
 
-    resolved, out, _ = _split(o, spec, work)
+    resolved, out, _ = _split(o, spec, work, root)
     if resolved.terms:
         console.print(explain_table(resolved))
     o.setdefault("base", spec.get("base"))
@@ -97,12 +111,12 @@ def _merge_export(o: dict, spec: dict, here: Path, work: Path) -> str:
     return str(out)
 
 
-def _summarize(o: dict, spec: dict, here: Path, work: Path) -> str:
+def _summarize(o: dict, spec: dict, here: Path, work: Path, root: Path) -> str:
     from .data.readers import read_text
     from .runtime.summarize import summarize
 
-    file = here / o.pop("file")
-    result = summarize(work / o.pop("model"), read_text(file), **o)
+    file = _inside(here / o.pop("file"), root, "input")
+    result = summarize(_inside(work / o.pop("model"), root, "model"), read_text(file), **o)
     t = result["timings"]
     console.print(f"[dim]{result['prompt_tokens']} prompt tokens, {result['new_tokens']} new, "
                   f"{t['tokens_per_s']:.1f} tokens/s[/]")
@@ -113,10 +127,11 @@ def _summarize(o: dict, spec: dict, here: Path, work: Path) -> str:
 _RUN = {"train": _train, "compose": _compose, "merge-export": _merge_export, "summarize": _summarize}
 
 
-def run_recipe(recipe: Path) -> None:
+def run_recipe(recipe: Path, root: Path | None = None) -> None:
     spec = _load(recipe)
     here = recipe.resolve().parent
-    work = (here / spec.get("workdir", "runs")).resolve()
+    root = (root or here).resolve()
+    work = _inside(here / spec.get("workdir", "runs"), root, "workdir")
     total = time.perf_counter()
     for n, step in enumerate(spec["steps"], 1):
         (name, raw), = step.items()
@@ -124,6 +139,6 @@ def run_recipe(recipe: Path) -> None:
         start = time.perf_counter()
         options = _options(raw)
         options.pop("note", None)
-        done = _RUN[name](options, spec, here, work)
+        done = _RUN[name](options, spec, here, work, root)
         console.print(f"[green]✓[/] {done} ({time.perf_counter() - start:.0f} s)")
     console.rule(f"recipe done in {time.perf_counter() - total:.0f} s")

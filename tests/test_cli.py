@@ -27,7 +27,7 @@ def pipeline(tiny_llama_dir, mono_file, pairs_file, tmp_path_factory):
                      "--out", root / f"{kind}-{lang}", *base, *TRAIN)
         assert result.exit_code == 0, result.output
     result = cli("merge-export", "--adapter", f"{root / 'task-en'}:1", "--adapter", f"{root / 'language-sw'}:1",
-                 "--adapter", f"{root / 'language-en'}:-1", "--quantize", "int4", "--out", root / "export")
+                 "--adapter", f"{root / 'language-en'}:-1", "--quantize", "int4", "--out", root / "export", *base)
     assert result.exit_code == 0, result.output
     return root
 
@@ -77,6 +77,28 @@ def test_missing_and_malformed_inputs(tiny_llama_dir, tmp_path):
     binary.write_bytes(b"\x00\x01\x02")
     assert_one_line_error(cli("summarize", binary, "--model", tmp_path), "looks binary")
     assert not (tmp_path / "o").exists()
+
+
+def test_base_named_by_adapter_metadata_is_not_loaded_unasked(pipeline, tmp_path):
+    result = cli("merge-export", "--adapter", pipeline / "task-en", "--out", tmp_path / "x")
+    assert_one_line_error(result, "pass it as --base")
+
+
+def assert_recipe_error(result, needle):
+    """Recipes print step headers on stderr; the error is still one line, the last one."""
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("edgecomp: error:") and needle in last, result.stderr
+
+
+def test_recipes_stay_inside_their_folder(tmp_path, pairs_file):
+    recipe = tmp_path / "r" / "escape.yaml"
+    recipe.parent.mkdir()
+    recipe.write_text(f"steps:\n  - train: {{kind: task, lang: en, data: {pairs_file}, out: x}}\n", encoding="utf-8")
+    assert_recipe_error(cli("run", recipe), "is outside")
+    recipe.write_text("workdir: ../../elsewhere\nsteps:\n  - train: {kind: task, lang: en, data: d.jsonl, out: x}\n",
+                      encoding="utf-8")
+    assert_recipe_error(cli("run", recipe), "recipe workdir")
 
 
 def test_merge_export_refusals(pipeline, tmp_path):
