@@ -3,8 +3,10 @@
 Paths to inputs (``data``, ``file``) are relative to the recipe's folder; outputs, adapters and
 libraries (``out``, ``adapters``, ``library``, ``model``) to its ``workdir`` (itself relative to the
 recipe). A recipe is data someone may hand you: every path it names must stay inside its folder,
-or inside a ``root`` given on the command line (``edgecomp run recipe.yaml --root .``). Options are the CLI's, with ``_`` or ``-`` in their names; ``compose`` and ``merge-export``
-take the keys of a composition spec (``edgecomp.compose.spec``).
+or inside a ``root`` given on the command line (``edgecomp run recipe.yaml --root .``).
+
+Options are the CLI's, with ``_`` or ``-`` in their names; ``compose`` and ``merge-export`` take
+the keys of a composition spec (``edgecomp.compose.spec``).
 """
 
 from __future__ import annotations
@@ -12,22 +14,16 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import yaml
-
 from .console import console
+from .data.yamlfile import read_yaml_mapping
 from .errors import EdgecompError
 
 STEPS = ("train", "compose", "merge-export", "summarize")
 
 
 def _load(recipe: Path) -> dict:
-    if not recipe.is_file():
-        raise EdgecompError(f"{recipe}: no such recipe")
-    try:
-        spec = yaml.safe_load(recipe.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as e:
-        raise EdgecompError(f"{recipe}: not valid YAML ({e})") from None
-    if not isinstance(spec, dict) or not isinstance(spec.get("steps"), list) or not spec["steps"]:
+    spec = read_yaml_mapping(recipe, "recipe")
+    if not isinstance(spec.get("steps"), list) or not spec["steps"]:
         raise EdgecompError(f"{recipe}: a recipe is a mapping with a non-empty 'steps' list")
     for n, step in enumerate(spec["steps"], 1):
         if not isinstance(step, dict) or len(step) != 1 or next(iter(step)) not in STEPS:

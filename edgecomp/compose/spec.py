@@ -206,14 +206,6 @@ def resolve_spec(spec: dict, root: Path) -> Resolved:
 
 def load_spec_file(path: Path) -> tuple[dict, Path]:
     """A YAML spec and the folder its relative paths are relative to."""
-    import yaml
+    from ..data.yamlfile import read_yaml_mapping
 
-    if not path.is_file():
-        raise EdgecompError(f"{path}: no such composition spec")
-    try:
-        spec = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as e:
-        raise EdgecompError(f"{path}: not valid YAML ({e})") from None
-    if not isinstance(spec, dict):
-        raise EdgecompError(f"{path}: a composition spec is a mapping")
-    return spec, path.resolve().parent
+    return read_yaml_mapping(path, "composition spec"), path.resolve().parent
