@@ -9,7 +9,8 @@ def explain_table(resolved: Resolved):
     from rich.table import Table
 
     distances = {id(adapter): d for _, adapter, d, _ in resolved.explain}
-    kinds = sorted({k for d in distances.values() for k in d})
+    # the distances the weights come from; the other URIEL kinds are in the manifest, not the table
+    kinds = [k for k in ("genetic", "syntactic", "combined") if any(k in d for d in distances.values())]
     table = Table(title=f"composition: {resolved.method}")
     for column in ("adapter", "kind", "lang", *kinds, "weight", "attention", "mlp", "layers"):
         table.add_column(column)

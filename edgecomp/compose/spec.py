@@ -61,6 +61,11 @@ class Resolved:
         text = json.dumps({**self.canonical(), **extra}, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()
 
+    def related(self) -> list[dict]:
+        """What a ``related`` scenario chose: language, adapter, URIEL distances, weight."""
+        return [{"lang": lang, "adapter": str(adapter.path), "distances": distances, "weight": weight}
+                for lang, adapter, distances, weight in self.explain]
+
     def describe(self) -> list[dict]:
         return [
             {

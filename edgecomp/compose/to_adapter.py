@@ -38,7 +38,7 @@ def compose_adapter(resolved: Resolved, out: Path, *, rank: int | None = None, t
         "kind": "composition",
         "lang": target,
         "base": _common_base(resolved),
-        "composition": {**resolved.canonical(), "adapters": resolved.describe()},
+        "composition": {**resolved.canonical(), "adapters": resolved.describe(), "related": resolved.related()},
         "spec_sha256": resolved.digest(),
         "low_rank": report,
     }

@@ -74,6 +74,7 @@ def merge_export(
             "method": resolved.method if resolved.terms else None,
             "merge_base": merge_base,
             "adapters": resolved.describe(),
+            "related": resolved.related(),
         },
     }
 
