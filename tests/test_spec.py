@@ -127,3 +127,13 @@ def test_adapters_list(library):
     assert [(r["kind"], r["lang"], r["rank"]) for r in rows] == [
         ("language", "en", 4), ("language", "en", 4), ("language", "vi", 4), ("task", "en", 4), ("task", "ur", 4)]
     assert cli("adapters", "list", library).exit_code == 0
+
+
+def test_related_scenario_weights_urdu_for_hindi(library, tmp_path):
+    result = cli("compose", "--library", library, "--target", "hi", "--related", "--explain", "--out", tmp_path / "hi")
+    assert result.exit_code == 0, result.output
+    meta = json.loads((tmp_path / "hi" / "edgecomp.json").read_text())
+    weights = {a["lang"]: a["weight"] for a in meta["composition"]["adapters"]}
+    assert set(weights) == {"ur", "en"} and weights["ur"] > 0.9 and abs(sum(weights.values()) - 1) < 1e-6
+    assert {r["lang"] for r in meta["composition"]["related"]} == {"ur", "en"}
+    assert "genetic" in result.output and "ur" in result.output
