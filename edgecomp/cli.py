@@ -37,17 +37,22 @@ def _fail(message: str, code: int) -> None:
 
 
 def _call(fn, *args, **kwargs):
-    """Run ``fn``, turning user errors into one line on stderr and interruptions into exit 130."""
+    """Run ``fn``, turning user errors into one line on stderr (exit 2, or the error's own
+    ``exit_code``: 130 for an interrupted training that saved a checkpoint) and Ctrl-C into exit 130."""
     try:
         return fn(*args, **kwargs)
     except EdgecompError as e:
         if _debug["on"]:
             raise
-        _fail(str(e), 2)
+        _fail(str(e), getattr(e, "exit_code", 2))
     except KeyboardInterrupt:
-        _fail("interrupted; nothing was written", 130)
+        _fail("interrupted; no result was written", 130)
 
 
+ALLOW_PICKLE = typer.Option(False, "--allow-pickle", help="Accept a base with only pickle .bin weights "
+                            "(loading pickle can run code: only for sources you trust).")
+TRUST_REMOTE_CODE = typer.Option(False, "--trust-remote-code", help="Run Python code shipped with the base "
+                                 "model (auto_map in config.json): only for sources you trust.")
 BASE_HELP = "Base model: 'gemma-3-270m' (embedded default), a checkpoint folder, a .gguf file or a hub id."
 
 
@@ -69,15 +74,20 @@ def train(
     seq_len: int = typer.Option(512, help="Tokens per sequence (language: packed block; task: article is cut to fit)."),
     seed: int = typer.Option(0, help="Seed for LoRA init and data order."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
-    force: bool = typer.Option(False, "--force", help="Replace an existing output folder."),
+    save_every: int = typer.Option(50, "--save-every", help="Write a resumable checkpoint to OUT.checkpoint/ every N optimizer steps (0: only on Ctrl-C)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run from OUT.checkpoint/ (same options and data)."),
+    allow_pickle: bool = ALLOW_PICKLE,
+    trust_remote_code: bool = TRUST_REMOTE_CODE,
+    force: bool = typer.Option(False, "--force", help="Replace an existing output folder (and start over)."),
 ):
-    """Train a language or task LoRA adapter (QLoRA with --qlora)."""
+    """Train a language or task LoRA adapter (QLoRA with --qlora). Ctrl-C saves a checkpoint."""
     from .train.adapter import TrainOptions, train_adapter
 
     options = TrainOptions(
         kind=kind, lang=lang, data=data, out=out, base=base, qlora=qlora, steps=steps, epochs=epochs,
         rank=rank, alpha=alpha, lr=lr, batch_size=batch_size, grad_accum=grad_accum, seq_len=seq_len,
-        seed=seed, device=device, force=force,
+        seed=seed, device=device, save_every=save_every, resume=resume, allow_pickle=allow_pickle,
+        trust_remote_code=trust_remote_code, force=force,
     )
     meta = _call(train_adapter, options)
     typer.echo(f"wrote {out} (final loss {meta['final_loss']:.4f}, {meta['tokens_per_s']:.0f} tokens/s)")
@@ -161,6 +171,8 @@ def merge_export(
     merge_base: str = typer.Option("original", help="'original' full-precision base or 'dequantized' NF4 weights."),
     base: Optional[str] = typer.Option(None, help=BASE_HELP + " Default: the adapters' base."),
     quantize: str = typer.Option("none", help="none, int8 (dynamic) or int4 (MatMulNBits)."),
+    allow_pickle: bool = ALLOW_PICKLE,
+    trust_remote_code: bool = TRUST_REMOTE_CODE,
     force: bool = typer.Option(False, "--force", help="Replace an existing output folder."),
 ):
     """Compose adapters (or a composed adapter), merge into the base, export to ONNX (verified), quantize."""
@@ -169,7 +181,8 @@ def merge_export(
     def run():
         resolved, _ = _resolve(adapter, spec, method, density, seed, library, target, source, related, top_k,
                                language_adapters, lambda_t, lambda_s, explain)
-        return run_export(resolved, out, base=base, merge_base=merge_base, quantize=quantize, force=force)
+        return run_export(resolved, out, base=base, merge_base=merge_base, quantize=quantize, force=force,
+                          allow_pickle=allow_pickle, trust_remote_code=trust_remote_code)
 
     _call(run)
     typer.echo(f"wrote {out}")
@@ -237,11 +250,12 @@ def summarize(
 def run(
     recipe: Path = typer.Argument(..., help="A YAML recipe, e.g. recipes/demo.yaml."),
     root: Optional[Path] = typer.Option(None, help="Folder the recipe may read and write in (default: its own folder)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue interrupted training steps from their checkpoints."),
 ):
     """Run a recipe: a chain of train / compose / merge-export / summarize steps."""
     from .recipes import run_recipe
 
-    _call(run_recipe, recipe, root)
+    _call(run_recipe, recipe, root, resume)
 
 
 def main() -> None:

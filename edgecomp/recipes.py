@@ -51,6 +51,10 @@ def _train(o: dict, spec: dict, here: Path, work: Path, root: Path) -> str:
     o.setdefault("base", spec.get("base"))
     o.setdefault("force", spec.get("force", False))
     o["data"], o["out"] = _inside(here / o["data"], root, "data"), _inside(work / o["out"], root, "output")
+    if spec.get("resume"):
+        from .train.checkpoint import checkpoint_folder, latest_checkpoint
+
+        o["resume"] = latest_checkpoint(checkpoint_folder(o["out"])) is not None
     try:
         options = TrainOptions(**o)
     except TypeError as e:
@@ -123,8 +127,9 @@ def _summarize(o: dict, spec: dict, here: Path, work: Path, root: Path) -> str:
 _RUN = {"train": _train, "compose": _compose, "merge-export": _merge_export, "summarize": _summarize}
 
 
-def run_recipe(recipe: Path, root: Path | None = None) -> None:
-    spec = _load(recipe)
+def run_recipe(recipe: Path, root: Path | None = None, resume: bool = False) -> None:
+    """Run every step; with ``resume``, a train step whose run was interrupted continues it."""
+    spec = _load(recipe) | {"resume": resume}
     here = recipe.resolve().parent
     root = (root or here).resolve()
     work = _inside(here / spec.get("workdir", "runs"), root, "workdir")

@@ -54,6 +54,8 @@ def merge_export(
     merge_base: str = "original",
     quantize: str = "none",
     force: bool = False,
+    allow_pickle: bool = False,
+    trust_remote_code: bool = False,
 ) -> dict:
     from ..models.cache import cached_entry
     from ..models.fingerprint import weights_fingerprint
@@ -62,7 +64,7 @@ def merge_export(
 
     check_output_dir(out, force)
     composed = compose(resolved.terms, resolved.method, resolved.options) if resolved.terms else None
-    base_model = resolve_base(_base_spec(resolved, base))
+    base_model = resolve_base(_base_spec(resolved, base), allow_pickle=allow_pickle)
     fingerprint = weights_fingerprint(base_model.path)
     _check_fingerprints(resolved, base_model.name, fingerprint)
     key = resolved.digest(base=fingerprint, merge_base=merge_base, quantize=quantize, edgecomp=__version__)
@@ -81,7 +83,8 @@ def merge_export(
     def build(entry: Path) -> dict:
         with tempfile.TemporaryDirectory(prefix=".merge-", dir=entry) as tmp:
             with console.status("merging adapters into the base weights"):
-                merged = merged_checkpoint(base_model.path, composed, merge_base, Path(tmp) / "merged")
+                merged = merged_checkpoint(base_model.path, composed, merge_base, Path(tmp) / "merged",
+                                           allow_pickle=allow_pickle, trust_remote_code=trust_remote_code)
             export_checkpoint(merged, entry / EXPORT_DIR, quantize=quantize, manifest=manifest)
         return {"spec_sha256": key}
 

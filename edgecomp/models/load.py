@@ -1,13 +1,17 @@
 """Load a resolved base for training or merging, and its tokenizer.
 
-Weights load from safetensors only and never with ``trust_remote_code``. On GPU the compute dtype is
-bf16, on CPU fp32 (bitsandbytes' CPU kernels and most CPUs have no fast bf16 path).
+Weights load from safetensors unless the caller allows pickle (``allow_pickle``, for a folder that
+has only ``.bin`` weights), and a model's own Python code (``auto_map`` in its config) runs only with
+``trust_remote_code``: both are code execution from a downloaded file, so both are opt-in. On GPU the
+compute dtype is bf16, on CPU fp32 (bitsandbytes' CPU kernels and most CPUs have no fast bf16 path).
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+from ..errors import EdgecompError
 from .quantize import nf4_config
 
 
@@ -23,12 +27,40 @@ def compute_dtype(device: str):
     return torch.bfloat16 if device.startswith("cuda") else torch.float32
 
 
-def load_causal_lm(path: Path, *, qlora: bool = False, device: str = "cpu", dtype=None):
+def _check_remote_code(path: Path, trust_remote_code: bool) -> None:
+    """Refuse, with a clear message, a model whose architecture exists only as its own code."""
+    from transformers import CONFIG_MAPPING
+
+    try:
+        config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        raise EdgecompError(f"{path / 'config.json'}: missing or not JSON") from None
+    if not isinstance(config, dict):
+        raise EdgecompError(f"{path / 'config.json'}: not a model config")
+    if config.get("auto_map") and config.get("model_type") not in CONFIG_MAPPING and not trust_remote_code:
+        raise EdgecompError(
+            f"{path}: the model's architecture is Python code shipped with it (auto_map in config.json), "
+            "which edgecomp does not run; pass --trust-remote-code if you trust its source"
+        )
+
+
+def load_causal_lm(
+    path: Path,
+    *,
+    qlora: bool = False,
+    device: str = "cpu",
+    dtype=None,
+    allow_pickle: bool = False,
+    trust_remote_code: bool = False,
+):
     """A causal LM from a checkpoint folder: NF4 with double quantization if ``qlora``."""
     from transformers import AutoModelForCausalLM
 
+    path = Path(path)
+    _check_remote_code(path, trust_remote_code)
     dtype = dtype or compute_dtype(device)
-    kwargs = dict(dtype=dtype, use_safetensors=True, trust_remote_code=False)
+    use_safetensors = not allow_pickle or any(path.glob("*.safetensors"))  # safetensors first when both exist
+    kwargs = dict(dtype=dtype, use_safetensors=use_safetensors, trust_remote_code=trust_remote_code)
     if qlora:
         kwargs.update(quantization_config=nf4_config(dtype), device_map={"": device})
     model = AutoModelForCausalLM.from_pretrained(path, **kwargs)

@@ -3,6 +3,9 @@
 The output is a standard PEFT adapter (``adapter_config.json``, ``adapter_model.safetensors``) that
 ``PeftModel.from_pretrained`` loads, plus ``edgecomp.json``: what was trained, on which base
 (name and weight fingerprint), from which data (name and sha256), and how it went.
+
+Training saves a checkpoint every ``save_every`` steps and on Ctrl-C into ``<out>.checkpoint/``;
+``resume`` continues from it to the same adapter an uninterrupted run writes (see :mod:`.checkpoint`).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from ..compose.languages import check_language
 from ..data.tokenizer import encoder
 from ..errors import EdgecompError
 from ..fsutil import atomic_dir, check_output_dir, sha256_file, write_json
+from .checkpoint import Checkpoints, check_start
 
 KINDS = ("language", "task")
 
@@ -43,6 +47,17 @@ class TrainOptions:
     seed: int = 0
     device: str = "auto"
     force: bool = False
+    save_every: int | None = 50  # optimizer steps between checkpoints; 0 or None: only on Ctrl-C
+    resume: bool = False
+    allow_pickle: bool = False
+    trust_remote_code: bool = False
+
+
+# Options a resumed run may change: they do not decide the adapter, or only through what they
+# resolve to (data → its sha256, base → its weights' fingerprint, steps/epochs → total steps…).
+_FREE_ON_RESUME = (
+    "data", "out", "force", "save_every", "resume", "allow_pickle", "trust_remote_code", "device", "base", "steps", "epochs",
+)
 
 
 def _validate(o: TrainOptions) -> None:
@@ -54,9 +69,12 @@ def _validate(o: TrainOptions) -> None:
             raise EdgecompError(f"--{name.replace('_', '-')} must be at least 1")
     if o.steps is not None and o.steps < 1:
         raise EdgecompError("--steps must be at least 1")
+    if o.save_every is not None and o.save_every < 0:
+        raise EdgecompError("--save-every must be 0 (only on Ctrl-C) or more")
     if o.seq_len < 16:
         raise EdgecompError("--seq-len must be at least 16")
     check_output_dir(o.out, o.force)
+    check_start(o.out, o.resume, o.force)
 
 
 def read_data(o: TrainOptions) -> list:
@@ -76,6 +94,11 @@ def _first(value):
     return value[0] if isinstance(value, (list, tuple)) else value
 
 
+def _fingerprint(o: TrainOptions, **resolved) -> dict:
+    """What decides the trained adapter: the options, and what ``_FREE_ON_RESUME`` ones resolved to."""
+    return {k: v for k, v in asdict(o).items() if k not in _FREE_ON_RESUME} | resolved
+
+
 def train_adapter(o: TrainOptions) -> dict:
     """Train and write the adapter folder ``o.out`` atomically; return its ``edgecomp.json``."""
     _validate(o)
@@ -91,10 +114,12 @@ def train_adapter(o: TrainOptions) -> dict:
     from .loop import total_steps, train_loop
 
     device = default_device() if o.device == "auto" else o.device
-    base = resolve_base(o.base)
+    base = resolve_base(o.base, allow_pickle=o.allow_pickle)
     tokenizer = load_tokenizer(base.path)
     console.print(f"[bold]base[/] {base.name} ({base.path})")
-    model = load_causal_lm(base.path, qlora=o.qlora, device=device)
+    model = load_causal_lm(
+        base.path, qlora=o.qlora, device=device, allow_pickle=o.allow_pickle, trust_remote_code=o.trust_remote_code
+    )
     gen = model.generation_config
     bos_id = gen.bos_token_id if gen.bos_token_id is not None else model.config.bos_token_id
     eos_id = _first(gen.eos_token_id if gen.eos_token_id is not None else model.config.eos_token_id)
@@ -103,6 +128,16 @@ def train_adapter(o: TrainOptions) -> dict:
     if not examples:
         raise EdgecompError(f"{o.data}: no training examples could be built")
     steps = total_steps(len(examples), o.batch_size, o.grad_accum, o.steps, o.epochs)
+    data_sha256 = sha256_file(o.data)
+    base_fingerprint = weights_fingerprint(base.path)
+    checkpoints = Checkpoints(
+        o.out,
+        _fingerprint(o, data_sha256=data_sha256, base=base_fingerprint, examples=len(examples), steps=steps, device=device),
+        o.save_every,
+    )
+    resume_from = checkpoints.check() if o.resume else None
+    if not o.resume:
+        checkpoints.remove()  # only there with --force: check_start refused it otherwise
     console.print(f"[bold]data[/] {o.data.name}: {len(examples)} examples, {steps} optimizer steps on {device}")
 
     if o.qlora:
@@ -120,13 +155,15 @@ def train_adapter(o: TrainOptions) -> dict:
         pad_id=pad_id if pad_id is not None else 0,
         device=device,
         description=f"{o.kind} adapter ({o.lang})",
+        checkpoints=checkpoints,
+        resume_from=resume_from,
     )
     meta = {
         "format": "edgecomp-adapter/1",
         "edgecomp_version": __version__,
         "kind": o.kind,
         "lang": o.lang,
-        "base": {"name": base.name, "spec": o.base or DEFAULT_BASE, "fingerprint": weights_fingerprint(base.path)},
+        "base": {"name": base.name, "spec": o.base or DEFAULT_BASE, "fingerprint": base_fingerprint},
         "quantization": "nf4" if o.qlora else "none",
         "steps": stats.steps,
         "final_loss": round(stats.final_loss, 6),
@@ -134,12 +171,13 @@ def train_adapter(o: TrainOptions) -> dict:
         "tokens": stats.tokens,
         "tokens_per_s": round(stats.tokens_per_s, 2),
         "seconds": round(stats.seconds, 2),
-        "data": {"file": o.data.name, "sha256": sha256_file(o.data), "examples": len(examples)},
+        "data": {"file": o.data.name, "sha256": data_sha256, "examples": len(examples)},
         "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(o).items()
-                    if k not in ("data", "out", "force")},
+                    if k not in ("data", "out", "force", "resume", "save_every")},
         "device": device,
     }
     with atomic_dir(o.out, force=o.force) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         write_json(tmp / "edgecomp.json", meta)
+    checkpoints.remove()
     return meta

@@ -2,16 +2,28 @@
 
 Kept small on purpose (rather than ``transformers.Trainer``) so the bar shows loss and tokens/s,
 and step counts mean optimizer steps whatever the accumulation.
+
+With ``checkpoints`` the loop saves every few steps and can start from a saved step (see
+:mod:`.checkpoint`), and Ctrl-C stops it cleanly: the first one lets the current optimizer step
+finish, saves a checkpoint and raises :class:`TrainingInterrupted` (a half-applied AdamW update could
+not be resumed exactly); a second one stops at once. During the last step, Ctrl-C lets training
+finish, since the result is then one write away.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
+import signal
+import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator
 
 from ..console import console
 from ..data.examples import IGNORE
+from .checkpoint import Checkpoints, TrainingInterrupted
 
 
 @dataclass
@@ -52,15 +64,45 @@ def total_steps(n_examples: int, batch_size: int, grad_accum: int, steps: int | 
     return max(1, math.ceil(epochs * n_examples / (batch_size * grad_accum)))
 
 
-def _micro_batches(n: int, batch_size: int, seed: int):
-    """An endless stream of shuffled index batches, reshuffled each epoch, reproducible by seed."""
+def micro_batches(n: int, batch_size: int, seed: int, start: int = 0) -> Iterator[list[int]]:
+    """An endless stream of shuffled index batches, reshuffled each epoch, reproducible by seed.
+
+    The first ``start`` batches are skipped by replaying the shuffles (cheap: only permutations of
+    ``n``), so a resumed run gets exactly the batches an uninterrupted one would, with no state saved.
+    """
     import torch
 
     gen = torch.Generator().manual_seed(seed)
+    index = 0
     while True:
         order = torch.randperm(n, generator=gen).tolist()
         for i in range(0, n, batch_size):
-            yield order[i : i + batch_size]
+            if index >= start:
+                yield order[i : i + batch_size]
+            index += 1
+
+
+@contextlib.contextmanager
+def deferred_interrupt() -> Iterator[Callable[[], bool]]:
+    """Turn the first Ctrl-C into a flag the loop checks between optimizer steps.
+
+    The second Ctrl-C raises KeyboardInterrupt as usual. Signal handlers exist only in the main
+    thread, and a handler someone else installed is left alone: then the flag stays False.
+    """
+    hit = []
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        yield lambda: False
+        return
+
+    def handler(signum, frame):
+        hit.append(signum)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    signal.signal(signal.SIGINT, handler)
+    try:
+        yield lambda: bool(hit)
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def train_loop(
@@ -75,7 +117,10 @@ def train_loop(
     pad_id: int,
     device: str,
     description: str,
+    checkpoints: Checkpoints | None = None,
+    resume_from: Path | None = None,
 ) -> LoopStats:
+    """Train for ``steps`` optimizer steps, from ``resume_from`` (a checkpoint of ``checkpoints``) if given."""
     import torch
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
     from transformers import get_linear_schedule_with_warmup
@@ -84,8 +129,11 @@ def train_loop(
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
     warmup = min(10, steps // 10)
     scheduler = get_linear_schedule_with_warmup(optimizer, warmup, steps)
-    batches = _micro_batches(len(examples), batch_size, seed)
     stats = LoopStats()
+    if resume_from is not None:
+        stats = LoopStats(**checkpoints.restore(resume_from, model, optimizer, scheduler))
+        console.print(f"[bold]resuming[/] at step {stats.steps}/{steps} from {resume_from}")
+    batches = micro_batches(len(examples), batch_size, seed, start=stats.steps * grad_accum)
     model.train()
     columns = [
         TextColumn("[bold]{task.description}"),
@@ -96,10 +144,11 @@ def train_loop(
         TimeElapsedColumn(),
         TimeRemainingColumn(),
     ]
-    start = time.perf_counter()
-    with Progress(*columns, console=console) as bar:
-        task = bar.add_task(description, total=steps, loss="-", tps="-")
-        for _ in range(steps):
+    start = time.perf_counter() - stats.seconds
+    interrupt = deferred_interrupt() if checkpoints is not None else contextlib.nullcontext(lambda: False)
+    with interrupt as interrupted, Progress(*columns, console=console) as bar:
+        task = bar.add_task(description, total=steps, completed=stats.steps, loss="-", tps="-")
+        while stats.steps < steps:
             step_loss = 0.0
             for _ in range(grad_accum):
                 batch = collate([examples[i] for i in next(batches)], pad_id, device)
@@ -115,4 +164,11 @@ def train_loop(
             stats.losses.append(step_loss)
             stats.seconds = time.perf_counter() - start
             bar.update(task, advance=1, loss=f"{step_loss:.3f}", tps=f"{stats.tokens_per_s:.0f}")
+            if checkpoints is not None and stats.steps < steps and (interrupted() or checkpoints.due(stats.steps)):
+                saved = checkpoints.save(model, optimizer, scheduler, stats, device)
+                if interrupted():
+                    raise TrainingInterrupted(
+                        f"interrupted at step {stats.steps}/{steps}; checkpoint saved in {saved.parent}; "
+                        "resume with the same command plus --resume"
+                    )
     return stats
