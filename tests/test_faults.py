@@ -240,6 +240,20 @@ def test_merge_export_killed_at_random_moments(forkserver, tiny_llama_dir, tmp_p
     assert [p.name for p in work.iterdir()] == ["export"]
 
 
+def test_ctrl_c_during_export_leaves_nothing(forkserver, tiny_llama_dir, tmp_path):
+    """SIGINT (Ctrl-C) in the middle of the export: exit 130, no output, no visible debris, cache whole."""
+    work, logs, home = tmp_path / "work", tmp_path / "logs", tmp_path / "home"
+    work.mkdir(), logs.mkdir()
+    out = work / "export"
+    runs = Runs(forkserver, home, logs)
+    argv = ["merge-export", "--base", tiny_llama_dir, "--out", out]
+    code, log, pid = runs.run(argv, _appears(home / "exports", ".*.tmp-{pid}@*"), 0.2, signal.SIGINT)
+    assert code == 130 and "interrupted" in log, log
+    assert not out.exists() and list(work.iterdir()) == []
+    assert_cache_whole(home / "exports")
+    assert not [p for p in (home / "exports").iterdir() if p.name.startswith(".") and p.is_dir()]
+
+
 def _disk_full(*args, **kwargs):
     raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
