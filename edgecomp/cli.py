@@ -14,6 +14,7 @@ from typing import List, Optional
 
 import typer
 
+from .bench.cli import bench_app
 from .errors import EdgecompError
 
 app = typer.Typer(
@@ -188,6 +189,8 @@ def merge_export(
     typer.echo(f"wrote {out}")
 
 
+app.add_typer(bench_app, name="bench", help="Measure decoding speed and memory, and compare engines.")
+
 adapters_app = typer.Typer(help="Adapter libraries.", no_args_is_help=True)
 app.add_typer(adapters_app, name="adapters")
 
@@ -232,18 +235,25 @@ def summarize(
     top_k: int = typer.Option(0, help="Sample among the k most likely tokens (0 = all)."),
     top_p: float = typer.Option(1.0, help="Nucleus sampling mass."),
     seed: int = typer.Option(0, help="Sampling seed."),
-    as_json: bool = typer.Option(False, "--json", help="Print summary and timings as JSON."),
+    max_chunks: int = typer.Option(8, "--max-chunks", help="Longer documents: summarize at most this many chunks, then a final pass."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads (default: the physical cores available)."),
+    as_json: bool = typer.Option(False, "--json", help="Print summary and timings as JSON (no streaming)."),
 ):
-    """Summarize a document with ONNX Runtime (no PyTorch)."""
+    """Summarize a document with ONNX Runtime (no PyTorch), streaming the summary as it is generated."""
     from .runtime.summarize import summarize as run
+
+    def stream(piece: str) -> None:
+        sys.stdout.write(piece)
+        sys.stdout.flush()
 
     result = _call(
         lambda: run(
             model, _read_input(file), provider=provider, max_new_tokens=max_new_tokens, num_beams=num_beams,
             do_sample=sample, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed,
+            on_token=None if as_json else stream, max_chunks=max_chunks, threads=threads,
         )
     )
-    typer.echo(json.dumps(result, ensure_ascii=False, indent=2) if as_json else result["summary"])
+    typer.echo(json.dumps(result, ensure_ascii=False, indent=2) if as_json else "")
 
 
 @app.command()

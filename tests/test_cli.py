@@ -124,3 +124,12 @@ def test_merge_export_without_adapters_exports_the_base(tiny_llama_dir, tmp_path
     assert result.exit_code == 0, result.output
     manifest = json.loads((tmp_path / "plain" / "edgecomp-export.json").read_text())
     assert manifest["composition"]["adapters"] == [] and manifest["quantize"] == "none"
+
+
+def test_streamed_summary_equals_the_json_one(pipeline, tmp_path):
+    article = tmp_path / "article.txt"
+    article.write_text("Serikali imetangaza mpango mpya wa elimu kwa shule za msingi.\n", encoding="utf-8")
+    args = ["summarize", article, "--model", pipeline / "export", "--max-new-tokens", 12]
+    streamed = cli(*args)
+    assert streamed.exit_code == 0, streamed.output
+    assert streamed.stdout.strip() == json.loads(cli(*args, "--json").stdout)["summary"]

@@ -16,7 +16,16 @@ from transformers import AutoModelForCausalLM
 from edgecomp.data.prompts import prompt_ids
 from edgecomp.errors import EdgecompError
 from edgecomp.export.pipeline import export_checkpoint
-from edgecomp.runtime import OnnxCausalLM, generate, session, summarize
+from edgecomp.runtime import (
+    OnnxCausalLM,
+    TextStream,
+    generate,
+    generate_batch,
+    session,
+    summarize,
+    summarize_many,
+)
+from tiny import CORPUS
 
 ARTICLE = "Heavy rain flooded the market and traders lost their goods. Mvua kubwa imesababisha mafuriko."
 
@@ -118,7 +127,7 @@ def test_chunked_prefill_equals_one_pass(onnx_model, monkeypatch):
     prompt = prompts(onnx_model)[2]
     decoder = onnx_model.decoder
     full, _ = decoder.run(np.array([prompt]), decoder.empty_cache(1))
-    monkeypatch.setattr(session, "PREFILL_CHUNK", 7)
+    monkeypatch.setattr(decoder, "prefill_chunk", 7)
     last, cache = decoder.prefill(prompt)
     assert cache.length == len(prompt)
     np.testing.assert_allclose(last[0], full[0, -1], atol=1e-5)
@@ -138,7 +147,8 @@ def test_generate_rejects_bad_arguments(onnx_model):
 
 def test_summarize_returns_summary_and_timings(export_dir, onnx_model):
     out = summarize(export_dir, ARTICLE, max_new_tokens=8)
-    assert set(out) == {"summary", "prompt_tokens", "new_tokens", "timings"}
+    assert set(out) == {"summary", "prompt_tokens", "new_tokens", "chunks", "truncated", "timings"}
+    assert out["chunks"] == 1 and out["truncated"] is False
     assert isinstance(out["summary"], str) and out["summary"] == out["summary"].strip()
     assert out["prompt_tokens"] == len(prompts(onnx_model)[0])
     assert 1 <= out["new_tokens"] <= 8
@@ -167,11 +177,180 @@ def test_summarize_refuses_bad_input(export_dir, tmp_path):
 def test_runtime_never_imports_torch(export_dir):
     code = (
         "import json, sys\n"
-        "from edgecomp.runtime import summarize\n"
+        "from edgecomp.runtime import summarize, summarize_many\n"
         f"out = summarize({str(export_dir)!r}, {ARTICLE!r}, max_new_tokens=5, num_beams=2)\n"
+        f"summarize_many({str(export_dir)!r}, [{ARTICLE!r}] * 2 + [{ARTICLE * 40!r}], max_new_tokens=5, progress=False)\n"
         "heavy = [m for m in ('torch', 'transformers', 'optimum') if m in sys.modules]\n"
         "print(json.dumps({'heavy': heavy, 'new_tokens': out['new_tokens']}))\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["heavy"] == [] and result["new_tokens"] >= 1
+
+
+# --- batches, streaming, long articles, the logits_to_keep graph, providers --------------------
+
+
+def test_batch_generation_equals_one_at_a_time(onnx_model):
+    """Left-padded batches (prompts of 3 lengths) pick, row by row, what one prompt alone picks."""
+    batch = prompts(onnx_model)
+    decoder = onnx_model.decoder
+    alone = [generate(decoder, p, max_new_tokens=12).tokens for p in batch]
+    assert [g.tokens for g in generate_batch(decoder, batch, max_new_tokens=12)] == alone
+    # Rows that stop early leave the batch; the others go on unchanged.
+    eos = (alone[0][3],)
+    stopped = [generate(decoder, p, max_new_tokens=12, eos_ids=eos).tokens for p in batch]
+    assert [g.tokens for g in generate_batch(decoder, batch, max_new_tokens=12, eos_ids=eos)] == stopped
+    kwargs = dict(max_new_tokens=10, do_sample=True, temperature=1.3, top_k=50, seed=4)
+    sampled = [generate(decoder, p, **kwargs).tokens for p in batch]
+    assert [g.tokens for g in generate_batch(decoder, batch, **kwargs)] == sampled
+    # Chunked batch prefill (2 rows × 3 tokens a pass) changes nothing either.
+    decoder_chunk = decoder.prefill_chunk
+    try:
+        decoder.prefill_chunk = 6
+        assert [g.tokens for g in generate_batch(decoder, batch, max_new_tokens=12)] == alone
+    finally:
+        decoder.prefill_chunk = decoder_chunk
+
+
+def test_summarize_many_equals_summarize(onnx_model):
+    texts = [ARTICLE, "Scientists found a new species of frog.", "La ville a approuvé un budget. " * 3]
+    one = [summarize(onnx_model, t, max_new_tokens=10) for t in texts]
+    many = summarize_many(onnx_model, texts, max_new_tokens=10, batch_size=3)
+    assert [m["summary"] for m in many] == [o["summary"] for o in one]
+    assert [m["prompt_tokens"] for m in many] == [o["prompt_tokens"] for o in one]
+    assert [m["new_tokens"] for m in many] == [o["new_tokens"] for o in one]
+    with pytest.raises(EdgecompError, match="empty"):
+        summarize_many(onnx_model, [ARTICLE, " "])
+
+
+def test_text_stream_holds_back_partial_characters(onnx_model):
+    """Byte-fallback tokens split characters the tiny vocabulary lacks (Tamil, CJK, emoji) into
+    bytes; no piece may carry half a character. (The tiny tokenizer marks its byte tokens special,
+    Gemma's does not: decode keeps them here.)"""
+    text = "सरकार ने தமிழ் நாடு 東京で大雨 🌧️ Serikali imetangaza mpango."
+    ids = onnx_model.encode(text)
+    assert sum(onnx_model.tokenizer.id_to_token(i).startswith("<0x") for i in ids) > 20  # byte fallback
+
+    def decode(tokens):
+        return onnx_model.tokenizer.decode(tokens, skip_special_tokens=False)
+
+    pieces: list[str] = []
+    stream = TextStream(decode, pieces.append, onnx_model.eos_ids)
+    for token in [*ids, *onnx_model.eos_ids]:
+        stream.push(token)
+    stream.close()
+    assert "".join(pieces) == decode(ids).strip() == text
+    assert not any("\ufffd" in piece for piece in pieces) and len(pieces) > 5
+
+
+def test_summarize_streams_the_summary(onnx_model):
+    for kwargs in (dict(), dict(num_beams=2), dict(do_sample=True, seed=3)):
+        pieces: list[str] = []
+        out = summarize(onnx_model, ARTICLE, max_new_tokens=12, on_token=pieces.append, **kwargs)
+        assert "".join(pieces) == out["summary"]
+
+
+def test_long_article_is_summarized_by_chunks(onnx_model):
+    """The tiny models have 256 positions: a 1,000-token article needs several chunk passes."""
+    long_text = " ".join(CORPUS * 12)
+    assert len(onnx_model.encode(long_text)) > 900
+    pieces: list[str] = []
+    out = summarize(onnx_model, long_text, max_new_tokens=8, on_token=pieces.append, progress=False)
+    assert out["chunks"] >= 4 and not out["truncated"]
+    assert "".join(pieces) == out["summary"] and 1 <= out["new_tokens"] <= 8
+    assert out["prompt_tokens"] > len(onnx_model.encode(long_text))  # every chunk, then the reduce pass
+    capped = summarize(onnx_model, long_text, max_new_tokens=8, max_chunks=2, progress=False)
+    assert capped["chunks"] == 2 and capped["truncated"]
+    # In a batch, a long article goes by chunks too, and equals summarize's result.
+    many = summarize_many(onnx_model, [ARTICLE, long_text], max_new_tokens=8, progress=False)
+    assert many[1]["summary"] == out["summary"] and many[1]["chunks"] == out["chunks"]
+    with pytest.raises(EdgecompError, match="max_chunks"):
+        summarize(onnx_model, long_text, max_chunks=0)
+
+
+def test_logits_to_keep_patch(export_dir, onnx_model, tmp_path):
+    """The patched graph computes the same logits (all positions with 0, the last with 1), prefills
+    in one pass, and generates the same tokens."""
+    import shutil
+
+    from edgecomp.runtime.graph_patch import add_logits_to_keep
+
+    patched_dir = tmp_path / "patched"
+    shutil.copytree(export_dir, patched_dir)
+    assert add_logits_to_keep(patched_dir / "model.onnx")
+    assert not add_logits_to_keep(patched_dir / "model.onnx")  # already there
+    patched = OnnxCausalLM.load(patched_dir)
+    assert patched.decoder.has_logits_to_keep and not onnx_model.decoder.has_logits_to_keep
+    prompt = prompts(onnx_model)[2]
+    ids = np.array([prompt])
+    full, _ = onnx_model.decoder.run(ids, onnx_model.decoder.empty_cache(1))
+    every, _ = patched.decoder.run(ids, patched.decoder.empty_cache(1))
+    last, _ = patched.decoder.run(ids, patched.decoder.empty_cache(1), last_only=True)
+    np.testing.assert_allclose(every, full, atol=1e-5)
+    assert last.shape == (1, 1, full.shape[-1])
+    np.testing.assert_allclose(last[0, -1], full[0, -1], atol=1e-5)
+    for p in prompts(onnx_model):
+        assert generate(patched.decoder, p, max_new_tokens=10).tokens == generate(
+            onnx_model.decoder, p, max_new_tokens=10
+        ).tokens
+    batch = prompts(onnx_model)
+    assert [g.tokens for g in generate_batch(patched.decoder, batch, max_new_tokens=8)] == [
+        g.tokens for g in generate_batch(onnx_model.decoder, batch, max_new_tokens=8)
+    ]
+
+
+def test_provider_selection(export_dir, monkeypatch):
+    assert session.check_provider("cpu") == "CPUExecutionProvider"
+    with pytest.raises(EdgecompError, match="unknown provider 'tpu'"):
+        session.check_provider("tpu")
+    monkeypatch.setattr(ort, "get_available_providers", lambda: ["CPUExecutionProvider"])
+    with pytest.raises(EdgecompError, match="no CUDAExecutionProvider.*onnxruntime-gpu"):
+        session.check_provider("cuda")
+
+    # CUDA "available" but the session silently falls back to CPU (missing CUDA libraries).
+    made = {}
+
+    class FallbackSession:
+        def __init__(self, path, options, providers):
+            made.update(providers=providers, threads=options.intra_op_num_threads)
+
+        def get_providers(self):
+            return ["CPUExecutionProvider"]
+
+    monkeypatch.setattr(ort, "get_available_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    monkeypatch.setattr(ort, "InferenceSession", FallbackSession)
+    with pytest.raises(EdgecompError, match="could not be initialised"):
+        session.create_session(export_dir / "model.onnx", "cuda")
+    assert made["providers"] == ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    assert made["threads"] == session.physical_cores() >= 1
+
+
+def test_session_options():
+    options = session.session_options(threads=3, spinning=False)
+    assert options.intra_op_num_threads == 3
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    assert options.graph_optimization_level == ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    assert session.session_options().intra_op_num_threads == session.physical_cores()
+
+
+def test_cuda_session_end_to_end(export_dir):
+    """Runs only where onnxruntime-gpu and a GPU are present: IO binding keeps the cache on the GPU."""
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        pytest.skip("no CUDAExecutionProvider here")
+    cpu = OnnxCausalLM.load(export_dir)
+    try:
+        gpu = OnnxCausalLM.load(export_dir, "cuda")
+    except EdgecompError as e:
+        pytest.skip(str(e))
+    p = prompts(cpu)[0]
+    _, cache = gpu.decoder.prefill(p)
+    assert cache.tensors[0].device_name().lower() == "cuda"
+    assert generate(gpu.decoder, p, max_new_tokens=10).tokens == generate(cpu.decoder, p, max_new_tokens=10).tokens
+    batch = prompts(cpu)
+    assert [g.tokens for g in generate_batch(gpu.decoder, batch, max_new_tokens=8)] == [
+        generate(cpu.decoder, q, max_new_tokens=8).tokens for q in batch
+    ]
+    assert generate(gpu.decoder, p, max_new_tokens=8, num_beams=3).tokens == generate(
+        cpu.decoder, p, max_new_tokens=8, num_beams=3
+    ).tokens

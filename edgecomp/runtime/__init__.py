@@ -1,12 +1,22 @@
 """The on-device summarizer: ONNX Runtime, numpy and tokenizers, never PyTorch.
 
-``model`` opens an export folder, ``session`` runs its decoder graph with a KV cache, ``generate``
-is the decoding loop (greedy, beam search, sampling) and ``summarize`` ties them to the prompt
-template shared with training.
+``model`` opens an export folder, ``session`` runs its decoder graph with a KV cache (IO binding,
+cache kept in ONNX Runtime tensors), ``generate`` is the decoding loop (greedy, beam search,
+sampling; batches of prompts), ``stream`` turns tokens into text as they arrive and ``summarize``
+ties them to the prompt template shared with training (long articles by chunks).
 """
 
-from .generate import Generation, generate
+from .generate import Generation, generate, generate_batch
 from .model import OnnxCausalLM
-from .summarize import summarize
+from .stream import TextStream
+from .summarize import summarize, summarize_many
 
-__all__ = ["Generation", "OnnxCausalLM", "generate", "summarize"]
+__all__ = [
+    "Generation",
+    "OnnxCausalLM",
+    "TextStream",
+    "generate",
+    "generate_batch",
+    "summarize",
+    "summarize_many",
+]

@@ -4,6 +4,8 @@ This loop is the product, so it is ours, in numpy: the prompt runs once (``prefi
 step feeds one token per live sequence and reuses the KV cache. Beam search follows Hugging Face's
 ``generate(num_beams=N, early_stopping=True)`` step for step (same candidate count, same finishing
 rule, same length normalisation), so a PyTorch reference and this runtime pick the same summary.
+``generate_batch`` runs several prompts at once (left-padded, greedy or sampled); each row picks
+what ``generate`` picks for that prompt alone.
 """
 
 from __future__ import annotations
@@ -18,8 +20,13 @@ from ..errors import EdgecompError
 from .session import KVCache
 
 
+OnToken = Callable[[int], None]
+
+
 class Decoder(Protocol):
     def prefill(self, ids: Sequence[int]) -> tuple[np.ndarray, KVCache]: ...
+
+    def prefill_batch(self, prompts: Sequence[Sequence[int]]) -> tuple[np.ndarray, KVCache]: ...
 
     def step(self, tokens: np.ndarray, cache: KVCache) -> tuple[np.ndarray, KVCache]: ...
 
@@ -72,6 +79,7 @@ def _one_sequence(
     choose: Callable[[np.ndarray], int],
     max_new_tokens: int,
     eos_ids: tuple[int, ...],
+    on_token: OnToken | None = None,
 ) -> tuple[list[int], int]:
     """Greedy or sampled decoding: choose a token, stop on eos or the budget, else feed it back."""
     tokens: list[int] = []
@@ -79,6 +87,8 @@ def _one_sequence(
     while True:
         token = choose(logits[0])
         tokens.append(token)
+        if on_token is not None:
+            on_token(token)
         if token in eos_ids or len(tokens) == max_new_tokens:
             return tokens, steps
         logits, cache = decoder.step(np.array([token]), cache)
@@ -129,6 +139,21 @@ def _beam_search(
     return finished[0][1], steps
 
 
+def _check(max_new_tokens, num_beams, do_sample, temperature, top_k, top_p) -> None:
+    if max_new_tokens < 1:
+        raise EdgecompError(f"max_new_tokens must be at least 1 (got {max_new_tokens})")
+    if num_beams < 1:
+        raise EdgecompError(f"num_beams must be at least 1 (got {num_beams})")
+    if do_sample and num_beams > 1:
+        raise EdgecompError("choose sampling or beam search, not both")
+    if do_sample and not (temperature > 0 and top_k >= 0 and 0 < top_p <= 1):
+        raise EdgecompError("sampling needs temperature > 0, top_k >= 0 and 0 < top_p <= 1")
+
+
+def _chooser(do_sample: bool, temperature: float, top_k: int, top_p: float, seed: int):
+    return _sampler(temperature, top_k, top_p, seed) if do_sample else lambda x: int(np.argmax(x))
+
+
 def generate(
     decoder: Decoder,
     prompt: Sequence[int],
@@ -142,18 +167,16 @@ def generate(
     top_p: float = 1.0,
     seed: int = 0,
     length_penalty: float = 1.0,
+    on_token: OnToken | None = None,
 ) -> Generation:
-    """Continue ``prompt``: greedy by default, beam search with ``num_beams > 1``, or sampling."""
+    """Continue ``prompt``: greedy by default, beam search with ``num_beams > 1``, or sampling.
+
+    ``on_token(id)`` is called with each new token as it is chosen (greedy and sampling); beam
+    search knows its tokens only at the end and reports them all then.
+    """
     if not prompt:
         raise EdgecompError("cannot generate from an empty prompt")
-    if max_new_tokens < 1:
-        raise EdgecompError(f"max_new_tokens must be at least 1 (got {max_new_tokens})")
-    if num_beams < 1:
-        raise EdgecompError(f"num_beams must be at least 1 (got {num_beams})")
-    if do_sample and num_beams > 1:
-        raise EdgecompError("choose sampling or beam search, not both")
-    if do_sample and not (temperature > 0 and top_k >= 0 and 0 < top_p <= 1):
-        raise EdgecompError("sampling needs temperature > 0, top_k >= 0 and 0 < top_p <= 1")
+    _check(max_new_tokens, num_beams, do_sample, temperature, top_k, top_p)
 
     start = time.perf_counter()
     logits, cache = decoder.prefill(prompt)
@@ -162,7 +185,61 @@ def generate(
         tokens, steps = _beam_search(
             decoder, logits, cache, num_beams, max_new_tokens, eos_ids, length_penalty
         )
+        for token in tokens if on_token is not None else ():
+            on_token(token)
     else:
-        choose = _sampler(temperature, top_k, top_p, seed) if do_sample else lambda x: int(np.argmax(x))
-        tokens, steps = _one_sequence(decoder, logits, cache, choose, max_new_tokens, eos_ids)
+        choose = _chooser(do_sample, temperature, top_k, top_p, seed)
+        tokens, steps = _one_sequence(decoder, logits, cache, choose, max_new_tokens, eos_ids, on_token)
     return Generation(tokens, prefilled - start, time.perf_counter() - prefilled, steps)
+
+
+def generate_batch(
+    decoder: Decoder,
+    prompts: Sequence[Sequence[int]],
+    *,
+    max_new_tokens: int,
+    eos_ids: tuple[int, ...] = (),
+    do_sample: bool = False,
+    temperature: float = 1.0,
+    top_k: int = 0,
+    top_p: float = 1.0,
+    seed: int = 0,
+) -> list[Generation]:
+    """Greedy or sampled continuations of several prompts in one left-padded batch.
+
+    Row i picks what ``generate(prompts[i], ...)`` picks (sampling rows each draw from their own
+    generator seeded with ``seed``). Finished rows leave the batch. Timings are the batch's: every
+    row reports the shared prefill and decode time and its own decode steps.
+    """
+    if not prompts or any(len(p) == 0 for p in prompts):
+        raise EdgecompError("cannot generate from an empty prompt")
+    _check(max_new_tokens, 1, do_sample, temperature, top_k, top_p)
+    choose = [_chooser(do_sample, temperature, top_k, top_p, seed) for _ in prompts]
+    tokens: list[list[int]] = [[] for _ in prompts]
+    steps = [0] * len(prompts)
+
+    start = time.perf_counter()
+    logits, cache = decoder.prefill_batch(prompts)
+    prefilled = time.perf_counter()
+    live = list(range(len(prompts)))  # prompt index of each cache row
+    while True:
+        chosen = []
+        for row, index in enumerate(live):
+            token = choose[index](logits[row])
+            tokens[index].append(token)
+            chosen.append(token)
+        going = [
+            row for row, index in enumerate(live)
+            if chosen[row] not in eos_ids and len(tokens[index]) < max_new_tokens
+        ]
+        if not going:
+            break
+        if len(going) < len(live):
+            cache = cache.select(going)
+            live = [live[row] for row in going]
+            chosen = [chosen[row] for row in going]
+        logits, cache = decoder.step(np.array(chosen), cache)
+        for index in live:
+            steps[index] += 1
+    decode_s = time.perf_counter() - prefilled
+    return [Generation(t, prefilled - start, decode_s, s) for t, s in zip(tokens, steps)]

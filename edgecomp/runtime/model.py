@@ -43,7 +43,17 @@ class OnnxCausalLM:
     max_positions: int
 
     @classmethod
-    def load(cls, model_dir: str | Path, provider: str = "cpu") -> "OnnxCausalLM":
+    def load(
+        cls,
+        model_dir: str | Path,
+        provider: str = "cpu",
+        *,
+        threads: int | None = None,
+        spinning: bool | None = None,
+        prefill_chunk: int | None = None,
+    ) -> "OnnxCausalLM":
+        """Open an export; ``threads``, ``spinning`` and ``prefill_chunk`` go to
+        :class:`~edgecomp.runtime.session.DecoderSession`."""
         model_dir = Path(model_dir)
         if not model_dir.is_dir():
             raise EdgecompError(f"model folder {model_dir} does not exist")
@@ -58,7 +68,14 @@ class OnnxCausalLM:
         if "max_position_embeddings" not in config:
             raise EdgecompError(f"{model_dir / 'config.json'} lacks max_position_embeddings")
         return cls(
-            decoder=DecoderSession(model_dir / "model.onnx", KVShape.from_config(config), provider),
+            decoder=DecoderSession(
+                model_dir / "model.onnx",
+                KVShape.from_config(config),
+                provider,
+                threads=threads,
+                spinning=spinning,
+                prefill_chunk=prefill_chunk,
+            ),
             tokenizer=load_tokenizer(model_dir),
             bos_id=generation.get("bos_token_id", config.get("bos_token_id")),
             eos_ids=_ids(generation.get("eos_token_id", config.get("eos_token_id"))),
@@ -70,3 +87,7 @@ class OnnxCausalLM:
 
     def decode(self, ids: list[int]) -> str:
         return self.tokenizer.decode(ids, skip_special_tokens=True)
+
+    @property
+    def pad_id(self) -> int:
+        return self.eos_ids[0] if self.eos_ids else 0

@@ -1,14 +1,21 @@
-"""One ONNX decoder graph behind a two-call interface: run tokens, get logits and a longer cache.
+"""One ONNX decoder graph behind a small interface: run tokens, get logits and a longer cache.
 
 The graph is what optimum exports for ``text-generation-with-past``: inputs ``input_ids``,
 ``attention_mask``, sometimes ``position_ids`` (Llama has them, Gemma3 derives positions from the
 cache length) and ``past_key_values.{i}.key/value``; outputs ``logits`` and ``present.{i}.key/value``.
-Everything that knows those names, and how the cache is stored, lives here, so that IO binding or a
-preallocated cache later changes this file and not the generation loop.
+A graph patched by :func:`edgecomp.runtime.graph_patch.add_logits_to_keep` also takes
+``logits_to_keep`` (0: every position, k: the last k), so a prompt costs one lm_head row, not one
+per token. Everything that knows those names, and how the cache is stored, lives here.
+
+The loop runs through IO binding: the KV cache stays in ONNX Runtime's own tensors (``OrtValue``)
+on the provider's device, each pass's ``present`` outputs are bound as the next pass's ``past``
+inputs as they are (no numpy round trip, no host copy on CUDA), and only the logits come back to
+numpy. Batches are left-padded: the cache carries each row's attention mask.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -19,10 +26,27 @@ import onnxruntime as ort
 from ..errors import EdgecompError
 
 PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
+DEVICES = {"cpu": "cpu", "cuda": "cuda"}
 
-# Prompts longer than this run in slices: the graph returns logits for every position it is given,
-# and with a 262k vocabulary one pass over 2,048 tokens would hold 2 GiB of logits at once.
+# Positions (batch rows × tokens) per prefill pass when the graph returns logits for every position:
+# with a 262k vocabulary one pass over 2,048 tokens would hold 2 GiB of logits at once. A graph
+# with ``logits_to_keep`` returns one row per sequence, so its prompts run in one pass up to
+# PREFILL_CHUNK_LAST_ONLY positions (the attention scores are the largest tensor left).
 PREFILL_CHUNK = 256
+PREFILL_CHUNK_LAST_ONLY = 4096
+
+
+def physical_cores() -> int:
+    """Physical cores this process may run on (hyper-thread siblings count once)."""
+    cpus = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else range(os.cpu_count() or 1)
+    cores = set()
+    for cpu in cpus:
+        topology = Path(f"/sys/devices/system/cpu/cpu{cpu}/topology")
+        try:
+            cores.add(((topology / "physical_package_id").read_text().strip(), (topology / "core_id").read_text().strip()))
+        except OSError:
+            cores.add(("cpu", str(cpu)))
+    return max(1, len(cores))
 
 
 @dataclass(frozen=True)
@@ -48,22 +72,59 @@ class KVShape:
 
 @dataclass(frozen=True)
 class KVCache:
-    """Keys and values of every layer, in input order (key 0, value 0, key 1, ...), rows = sequences."""
+    """Keys and values of every layer, in input order (key 0, value 0, key 1, ...), rows = sequences.
 
-    tensors: tuple[np.ndarray, ...]
+    ``tensors`` are OrtValues on ``device``; ``mask`` [batch, length] (int64) is 1 for real tokens
+    and 0 for left padding.
+    """
+
+    tensors: tuple[ort.OrtValue, ...]
+    mask: np.ndarray
+    device: str = "cpu"
 
     @property
     def length(self) -> int:
-        return self.tensors[0].shape[2]
+        return self.mask.shape[1]
+
+    @property
+    def batch(self) -> int:
+        return self.mask.shape[0]
+
+    def numpy(self) -> tuple[np.ndarray, ...]:
+        return tuple(t.numpy() for t in self.tensors)
 
     def select(self, rows: Sequence[int] | np.ndarray) -> "KVCache":
-        """The cache of the given rows, in that order (beam search reorders and widens with this)."""
+        """The cache of the given rows, in that order (beam search reorders and widens with this;
+        batches drop finished rows). Goes through host memory: fine on CPU, a copy on CUDA."""
         rows = np.asarray(rows, dtype=np.int64)
-        return KVCache(tuple(t[rows] for t in self.tensors))
+        tensors = tuple(
+            ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(t.numpy()[rows]), self.device, 0)
+            for t in self.tensors
+        )
+        return KVCache(tensors, self.mask[rows], self.device)
 
 
-def create_session(model_path: Path, provider: str) -> ort.InferenceSession:
-    """An InferenceSession on the named provider, or a message saying why it cannot be had."""
+def session_options(threads: int | None = None, spinning: bool | None = None) -> ort.SessionOptions:
+    """The options measured to matter on CPU (see ``edgecomp/runtime/PERFORMANCE.md``).
+
+    ``threads``: intra-op threads, default the physical cores we may run on (ONNX Runtime's own
+    default counts the machine's cores, not the ones a container or ``taskset`` grants).
+    ``spinning``: let idle pool threads spin between ops (default on: faster on a quiet machine;
+    turn off when other processes share the cores, or to save power).
+    """
+    options = ort.SessionOptions()
+    options.log_severity_level = 3  # warnings about unused initializers are noise to a user
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.intra_op_num_threads = threads if threads else physical_cores()
+    options.inter_op_num_threads = 1
+    if spinning is not None:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
+    return options
+
+
+def check_provider(provider: str) -> str:
+    """The ONNX Runtime provider name for ``provider``, or a message saying why it cannot be had."""
     if provider not in PROVIDERS:
         raise EdgecompError(f"unknown provider {provider!r}; choose one of {', '.join(PROVIDERS)}")
     wanted = PROVIDERS[provider]
@@ -72,10 +133,25 @@ def create_session(model_path: Path, provider: str) -> ort.InferenceSession:
             f"ONNX Runtime here has no {wanted} (available: {', '.join(ort.get_available_providers())}); "
             "for cuda install onnxruntime-gpu (pip install 'edgecomp[gpu]')"
         )
-    options = ort.SessionOptions()
-    options.log_severity_level = 3  # warnings about unused initializers are noise to a user
+    return wanted
+
+
+def create_session(
+    model_path: Path, provider: str, *, threads: int | None = None, spinning: bool | None = None
+) -> ort.InferenceSession:
+    """An InferenceSession on the named provider, or a message saying why it cannot be had."""
+    wanted = check_provider(provider)
+    if provider == "cuda" and hasattr(ort, "preload_dlls"):
+        # CUDA/cuDNN from NVIDIA's pip wheels (``onnxruntime-gpu[cuda,cudnn]``, or PyTorch's) are
+        # not on the loader's path; ONNX Runtime >= 1.21 can load them itself.
+        try:
+            ort.preload_dlls(msvc=False)
+        except Exception:  # nothing to preload: the system's CUDA libraries will do, or the check below says
+            pass
     fallback = ["CPUExecutionProvider"] if wanted != "CPUExecutionProvider" else []
-    session = ort.InferenceSession(str(model_path), options, providers=[wanted, *fallback])
+    session = ort.InferenceSession(
+        str(model_path), session_options(threads, spinning), providers=[wanted, *fallback]
+    )
     # ONNX Runtime falls back to CPU with only a log line when the CUDA libraries fail to load.
     if session.get_providers()[0] != wanted:
         raise EdgecompError(f"{wanted} could not be initialised (missing CUDA/cuDNN libraries?)")
@@ -83,11 +159,21 @@ def create_session(model_path: Path, provider: str) -> ort.InferenceSession:
 
 
 class DecoderSession:
-    """Runs a decoder-with-past graph; batch rows are independent sequences of equal length."""
+    """Runs a decoder-with-past graph; batch rows are sequences of equal (padded) length."""
 
-    def __init__(self, model_path: Path, shape: KVShape, provider: str = "cpu"):
-        self.session = create_session(model_path, provider)
+    def __init__(
+        self,
+        model_path: Path,
+        shape: KVShape,
+        provider: str = "cpu",
+        *,
+        threads: int | None = None,
+        spinning: bool | None = None,
+        prefill_chunk: int | None = None,
+    ):
+        self.session = create_session(model_path, provider, threads=threads, spinning=spinning)
         self.shape = shape
+        self.device = DEVICES[provider]
         inputs = {i.name for i in self.session.get_inputs()}
         self.past_names = [
             f"past_key_values.{i}.{kind}" for i in range(shape.num_layers) for kind in ("key", "value")
@@ -99,36 +185,84 @@ class DecoderSession:
                 f"(missing inputs: {', '.join(sorted(missing))})"
             )
         self.has_position_ids = "position_ids" in inputs
-        self.output_names = ["logits"] + [n.replace("past_key_values", "present") for n in self.past_names]
+        self.has_logits_to_keep = "logits_to_keep" in inputs
+        self.present_names = [n.replace("past_key_values", "present") for n in self.past_names]
+        self.prefill_chunk = prefill_chunk or (
+            PREFILL_CHUNK_LAST_ONLY if self.has_logits_to_keep else PREFILL_CHUNK
+        )
+        self._binding = self.session.io_binding()
 
     def empty_cache(self, batch: int = 1) -> KVCache:
         s = self.shape
         empty = np.zeros((batch, s.num_kv_heads, 0, s.head_dim), dtype=np.float32)
-        return KVCache((empty,) * len(self.past_names))
+        tensors = tuple(
+            ort.OrtValue.ortvalue_from_numpy(empty, self.device, 0) for _ in self.past_names
+        )
+        return KVCache(tensors, np.zeros((batch, 0), dtype=np.int64), self.device)
 
-    def run(self, input_ids: np.ndarray, cache: KVCache) -> tuple[np.ndarray, KVCache]:
-        """Logits [batch, tokens, vocab] for ``input_ids`` [batch, tokens] after ``cache``."""
+    def run(
+        self,
+        input_ids: np.ndarray,
+        cache: KVCache,
+        mask: np.ndarray | None = None,
+        *,
+        last_only: bool = False,
+    ) -> tuple[np.ndarray, KVCache]:
+        """Logits for ``input_ids`` [batch, tokens] after ``cache``: [batch, tokens, vocab], or
+        [batch, 1, vocab] with ``last_only`` when the graph can (else every position comes back).
+
+        ``mask`` [batch, tokens] marks the new tokens that are padding (0); default all ones.
+        """
+        input_ids = np.ascontiguousarray(input_ids, dtype=np.int64)
         batch, new = input_ids.shape
-        past = cache.length
-        feeds = {
-            "input_ids": input_ids.astype(np.int64, copy=False),
-            "attention_mask": np.ones((batch, past + new), dtype=np.int64),
-            **dict(zip(self.past_names, cache.tensors)),
-        }
+        if mask is None:
+            mask = np.ones((batch, new), dtype=np.int64)
+        full_mask = np.concatenate([cache.mask, mask.astype(np.int64, copy=False)], axis=1)
+        binding = self._binding
+        binding.bind_cpu_input("input_ids", input_ids)
+        binding.bind_cpu_input("attention_mask", full_mask)
         if self.has_position_ids:
-            feeds["position_ids"] = np.broadcast_to(np.arange(past, past + new, dtype=np.int64), (batch, new))
-        logits, *present = self.session.run(self.output_names, feeds)
-        return logits, KVCache(tuple(present))
+            # Padding does not advance positions: row r's token j sits at (real tokens before it).
+            positions = np.maximum(full_mask.cumsum(axis=1) - 1, 0)[:, cache.length :]
+            binding.bind_cpu_input("position_ids", np.ascontiguousarray(positions))
+        if self.has_logits_to_keep:
+            binding.bind_cpu_input("logits_to_keep", np.array(1 if last_only else 0, dtype=np.int64))
+        for name, value in zip(self.past_names, cache.tensors):
+            binding.bind_ortvalue_input(name, value)
+        binding.bind_output("logits", "cpu")
+        for name in self.present_names:
+            binding.bind_output(name, self.device)
+        self.session.run_with_iobinding(binding)
+        logits, *present = binding.get_outputs()
+        binding.clear_binding_outputs()
+        binding.clear_binding_inputs()  # do not keep the past cache alive after the pass
+        return logits.numpy(), KVCache(tuple(present), full_mask, self.device)
 
     def prefill(self, ids: Sequence[int]) -> tuple[np.ndarray, KVCache]:
         """Run a prompt (one sequence); return the last position's logits [1, vocab] and the cache."""
-        cache = self.empty_cache(1)
-        ids = np.asarray(ids, dtype=np.int64)[None, :]
-        for start in range(0, ids.shape[1], PREFILL_CHUNK):
-            logits, cache = self.run(ids[:, start : start + PREFILL_CHUNK], cache)
-        return logits[:, -1], cache
+        logits, cache = self.prefill_batch([list(ids)])
+        return logits, cache
+
+    def prefill_batch(self, prompts: Sequence[Sequence[int]], pad_id: int = 0) -> tuple[np.ndarray, KVCache]:
+        """Run prompts left-padded to one length; return each row's last logits [batch, vocab] and
+        the cache. Passes hold at most ``prefill_chunk`` positions (rows × tokens) each."""
+        if not prompts or any(len(p) == 0 for p in prompts):
+            raise EdgecompError("cannot prefill an empty prompt")
+        batch, longest = len(prompts), max(len(p) for p in prompts)
+        ids = np.full((batch, longest), pad_id, dtype=np.int64)
+        mask = np.zeros((batch, longest), dtype=np.int64)
+        for row, prompt in enumerate(prompts):
+            ids[row, longest - len(prompt) :] = prompt
+            mask[row, longest - len(prompt) :] = 1
+        cache = self.empty_cache(batch)
+        step = max(1, self.prefill_chunk // batch)
+        for start in range(0, longest, step):
+            end = min(longest, start + step)
+            # Only the last pass's logits are used; earlier passes need none (one row with logits_to_keep).
+            logits, cache = self.run(ids[:, start:end], cache, mask[:, start:end], last_only=True)
+        return np.ascontiguousarray(logits[:, -1]), cache
 
     def step(self, tokens: np.ndarray, cache: KVCache) -> tuple[np.ndarray, KVCache]:
         """One new token per row: ``tokens`` [batch] → logits [batch, vocab]."""
-        logits, cache = self.run(np.asarray(tokens, dtype=np.int64)[:, None], cache)
+        logits, cache = self.run(np.asarray(tokens, dtype=np.int64)[:, None], cache, last_only=True)
         return logits[:, -1], cache
