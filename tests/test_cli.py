@@ -133,3 +133,18 @@ def test_streamed_summary_equals_the_json_one(pipeline, tmp_path):
     streamed = cli(*args)
     assert streamed.exit_code == 0, streamed.output
     assert streamed.stdout.strip() == json.loads(cli(*args, "--json").stdout)["summary"]
+
+
+def test_a_modified_export_is_refused(pipeline, tmp_path):
+    import shutil
+
+    copy = tmp_path / "export"
+    shutil.copytree(pipeline / "export", copy)
+    article = tmp_path / "a.txt"
+    article.write_text("Mvua kubwa imenyesha.\n", encoding="utf-8")
+    assert cli("summarize", article, "--model", copy, "--max-new-tokens", 2).exit_code == 0
+    with open(copy / "tokenizer.json", "a", encoding="utf-8") as f:
+        f.write(" ")
+    assert_one_line_error(cli("summarize", article, "--model", copy), "does not match its sha256")
+    (copy / "tokenizer.json").unlink()
+    assert_one_line_error(cli("summarize", article, "--model", copy), "missing")

@@ -15,6 +15,7 @@ from tokenizers import Tokenizer
 
 from ..data.tokenizer import encoder, load_tokenizer
 from ..errors import EdgecompError
+from ..hashes import remembered_sha256
 from .session import DecoderSession, KVShape
 
 REQUIRED_FILES = ("model.onnx", "config.json", "generation_config.json", "tokenizer.json")
@@ -32,6 +33,28 @@ def _ids(value) -> tuple[int, ...]:
     if value is None:
         return ()
     return tuple(value) if isinstance(value, list) else (value,)
+
+
+MANIFEST = "edgecomp-export.json"
+
+
+def verify_manifest(model_dir: Path) -> None:
+    """Every file the export's manifest lists exists with its recorded sha256; refuse the export otherwise.
+
+    Exports travel between machines and people: a truncated download or a swapped ``model.onnx``
+    must not be run as if it were what was verified at export time.
+    """
+    if not (model_dir / MANIFEST).is_file():
+        return  # a plain optimum export: nothing to check against
+    files = _read_json(model_dir / MANIFEST).get("files")
+    if not isinstance(files, dict) or not files:
+        raise EdgecompError(f"{model_dir / MANIFEST}: no file list to verify the export against")
+    for name, expected in sorted(files.items()):
+        path = model_dir / name
+        if Path(name).name != name or not path.is_file():
+            raise EdgecompError(f"{model_dir}: '{name}' listed in {MANIFEST} is missing")
+        if remembered_sha256(path) != expected:
+            raise EdgecompError(f"{path}: does not match its sha256 in {MANIFEST} (corrupted or modified)")
 
 
 @dataclass
@@ -63,6 +86,7 @@ class OnnxCausalLM:
                 f"{model_dir} is not an edgecomp export (missing {', '.join(missing)}); "
                 "create one with `edgecomp merge-export`"
             )
+        verify_manifest(model_dir)
         config = _read_json(model_dir / "config.json")
         generation = _read_json(model_dir / "generation_config.json")
         if "max_position_embeddings" not in config:
