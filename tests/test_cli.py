@@ -148,3 +148,19 @@ def test_a_modified_export_is_refused(pipeline, tmp_path):
     assert_one_line_error(cli("summarize", article, "--model", copy), "does not match its sha256")
     (copy / "tokenizer.json").unlink()
     assert_one_line_error(cli("summarize", article, "--model", copy), "missing")
+
+
+def test_trimmed_export_runs_end_to_end(pipeline, tiny_llama_dir, mono_file, tmp_path):
+    """--trim-vocab through the CLI; exactness of trimmed logits is tests/test_trim.py's job."""
+    out = tmp_path / "trimmed"
+    adapters = ["--adapter", f"{pipeline / 'task-en'}:1", "--base", tiny_llama_dir]
+    result = cli("merge-export", *adapters, "--trim-vocab", mono_file, "--out", out)
+    assert result.exit_code == 0, result.output
+    assert (out / "vocab_map.json").is_file() and "trim" in json.loads((out / "edgecomp-export.json").read_text())
+    full = tmp_path / "full"
+    assert cli("merge-export", *adapters, "--out", full).exit_code == 0
+    article = tmp_path / "a.txt"
+    article.write_text("Mvua kubwa imesababisha mafuriko katika mji mkuu wa nchi.\n", encoding="utf-8")
+    runs = [json.loads(cli("summarize", article, "--model", m, "--max-new-tokens", 8, "--json").stdout) for m in (full, out)]
+    assert runs[0]["prompt_tokens"] == runs[1]["prompt_tokens"]  # the article's tokens are all kept
+    assert runs[1]["new_tokens"] >= 1 and isinstance(runs[1]["summary"], str)

@@ -1,4 +1,5 @@
-"""Export: fp32 ONNX equals PyTorch, quantized graphs carry the quantized ops, writes are atomic."""
+"""Export: fp32 ONNX equals PyTorch, quantized graphs carry the quantized ops (and store a tied
+embedding / LM head once), fp16 runs, writes are atomic."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from edgecomp.export.quantize import external_data_files, quantize_onnx
 from edgecomp.fsutil import sha256_file
 from edgecomp.runtime import OnnxCausalLM, generate
 
-MODES = ("none", "int8", "int4")
+MODES = ("none", "fp16", "int8", "int4")
 
 
 @pytest.fixture(scope="session")
@@ -95,14 +96,19 @@ def test_export_folder_contents_and_manifest(tiny_base, exported):
 
 @pytest.mark.parametrize(
     "mode, expected_ops",
-    [("int8", {"MatMulInteger", "DynamicQuantizeLinear"}), ("int4", {"MatMulNBits"})],
+    [
+        ("int8", {"MatMulNBits", "GatherBlockQuantized"}),
+        ("int4", {"MatMulNBits", "GatherBlockQuantized"}),
+        ("fp16", {"Cast"}),
+    ],
 )
 def test_quantized_exports_carry_quantized_ops_and_run(exported, mode, expected_ops):
     out, manifest = exported[mode]
     ops = op_counts(out / "model.onnx")
     assert all(ops[op] > 0 for op in expected_ops), ops
-    assert ops["MatMul"] < op_counts(exported["none"][0] / "model.onnx")["MatMul"]
-    assert manifest["quantize"] == mode
+    if mode != "fp16":
+        assert ops["MatMul"] < op_counts(exported["none"][0] / "model.onnx")["MatMul"]
+    assert manifest["quantize"] == mode and manifest["quantization"]["mode"] == mode
 
     measured = manifest["verify"][mode]
     assert np.isfinite(measured["max_abs_diff"]) and 0 <= measured["greedy_agreement"] <= 1
@@ -110,8 +116,36 @@ def test_quantized_exports_carry_quantized_ops_and_run(exported, mode, expected_
 
     model = OnnxCausalLM.load(out)
     logits, _ = model.decoder.prefill(model.encode("Heavy rain flooded the market."))
-    assert np.isfinite(logits).all()
+    assert np.isfinite(logits).all() and logits.dtype == np.float32
     assert len(generate(model.decoder, [2, 40, 41], max_new_tokens=5).tokens) == 5
+
+
+def vocab_tables(model_path: Path, vocab: int, hidden: int) -> list[onnx.TensorProto]:
+    """Weights with a row (or column) per token of ``hidden`` values: the embedding table and the
+    LM head (packed: hidden/2 bytes a token at 4 bits), not their per-block scales."""
+    return [
+        t
+        for t in onnx.load(str(model_path)).graph.initializer
+        if vocab in t.dims and len(t.dims) >= 2 and np.prod(t.dims) // vocab >= hidden // 2
+    ]
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_tied_embedding_and_lm_head_are_stored_once(tiny_base, exported, mode):
+    config = json.loads((tiny_base / "config.json").read_text())
+    tables = vocab_tables(exported[mode][0] / "model.onnx", config["vocab_size"], config["hidden_size"])
+    assert len(tables) == 1, [(t.name, list(t.dims)) for t in tables]
+    if mode in ("int8", "int4"):
+        weights = exported[mode][1]["quantization"]["weights"]
+        assert weights["tied"] and weights["embedding"].endswith("sharing the LM head's blocks")
+        assert tables[0].data_type == onnx.TensorProto.UINT8
+
+
+def test_int4_export_is_smaller_than_the_embedding_alone_in_fp32(tiny_base, exported):
+    config = json.loads((tiny_base / "config.json").read_text())
+    fp32_table = config["vocab_size"] * config["hidden_size"] * 4
+    int4 = (exported["int4"][0] / "model.onnx").stat().st_size
+    assert int4 < 0.75 * fp32_table + (exported["none"][0] / "model.onnx").stat().st_size - fp32_table
 
 
 def test_existing_out_dir_is_refused_unless_forced(tiny_llama_dir, tmp_path):

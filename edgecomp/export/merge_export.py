@@ -19,7 +19,7 @@ from ..compose.methods import compose
 from ..compose.spec import Resolved
 from ..console import console
 from ..errors import EdgecompError
-from ..fsutil import atomic_dir, check_output_dir
+from ..fsutil import atomic_dir, check_output_dir, sha256_file
 
 EXPORT_DIR = "export"
 
@@ -56,6 +56,7 @@ def merge_export(
     force: bool = False,
     allow_pickle: bool = False,
     trust_remote_code: bool = False,
+    trim_corpus: list[Path] | None = None,
 ) -> dict:
     from ..models.cache import cached_entry
     from ..models.fingerprint import weights_fingerprint
@@ -67,7 +68,11 @@ def merge_export(
     base_model = resolve_base(_base_spec(resolved, base), allow_pickle=allow_pickle)
     fingerprint = weights_fingerprint(base_model.path)
     _check_fingerprints(resolved, base_model.name, fingerprint)
-    key = resolved.digest(base=fingerprint, merge_base=merge_base, quantize=quantize, edgecomp=__version__)
+    from .quantize import QUANTIZER_VERSION
+
+    trim = {"trim": [sha256_file(p) for p in trim_corpus]} if trim_corpus else {}
+    key = resolved.digest(base=fingerprint, merge_base=merge_base, quantize=quantize, edgecomp=__version__,
+                          quantizer=QUANTIZER_VERSION, **trim)
     manifest = {
         "base": {"name": base_model.name, "fingerprint": fingerprint},
         "spec_sha256": key,
@@ -85,7 +90,8 @@ def merge_export(
             with console.status("merging adapters into the base weights"):
                 merged = merged_checkpoint(base_model.path, composed, merge_base, Path(tmp) / "merged",
                                            allow_pickle=allow_pickle, trust_remote_code=trust_remote_code)
-            export_checkpoint(merged, entry / EXPORT_DIR, quantize=quantize, manifest=manifest)
+            export_checkpoint(merged, entry / EXPORT_DIR, quantize=quantize, manifest=manifest,
+                              trim_corpus=trim_corpus)
         return {"spec_sha256": key}
 
     cached = cached_entry("exports", key[:32], build) / EXPORT_DIR

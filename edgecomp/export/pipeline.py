@@ -1,7 +1,8 @@
 """``export_checkpoint``: checkpoint → verified (optionally quantized) ONNX folder the runtime loads.
 
-Order matters: the fp32 graph is checked against PyTorch before anything is quantized, so a broken
-export fails loudly instead of hiding inside quantization noise. The folder appears only when every
+Order matters: the fp32 graph is checked against PyTorch before anything is trimmed or quantized,
+so a broken export fails loudly instead of hiding inside quantization noise; a trimmed graph is
+then checked against the full one (the same logits on the kept ids). The folder appears only when every
 step passed (``atomic_dir``), with a manifest that records what was checked and every file's hash.
 """
 
@@ -12,7 +13,9 @@ import json
 import shutil
 import time
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Sequence
+
+import numpy as np
 
 from ..console import console
 from ..data.prompts import prompt_ids
@@ -20,8 +23,9 @@ from ..data.tokenizer import encoder, load_tokenizer
 from ..errors import EdgecompError
 from ..fsutil import atomic_dir, sha256_file, write_json
 from .onnx import export_onnx
-from .quantize import MODES, quantize_onnx
-from .verify import compare_quantized, verify_logits
+from .quantize import MODES, WeightOnlyConfig, quantize_model
+from .trim import corpus_lines, kept_ids, trim_onnx, write_id_map
+from .verify import compare_quantized, onnx_logits, verify_logits
 
 MANIFEST = "edgecomp-export.json"
 REQUIRED = ("config.json", "tokenizer.json")
@@ -64,6 +68,20 @@ def verification_ids(checkpoint_dir: Path) -> list[int]:
     )
 
 
+def _check_trim(trimmed_dir: Path, full_dir: Path, config: dict, ids: list[int], kept: np.ndarray) -> dict:
+    """The trimmed graph must give the full graph's logits on the kept ids (same rows, same sums)."""
+    to_trimmed = np.full(int(kept.max()) + 1, -1, dtype=np.int64)
+    to_trimmed[kept] = np.arange(kept.size)
+    inside = [i for i in ids if i < to_trimmed.size and to_trimmed[i] >= 0]
+    full = onnx_logits(full_dir, config, inside)[:, kept]
+    trimmed = onnx_logits(trimmed_dir, config, to_trimmed[inside].tolist())
+    diff = float(np.abs(trimmed - full).max())
+    tolerance = 1e-5 * max(1.0, float(np.abs(full).max()))
+    if not diff <= tolerance:
+        raise EdgecompError(f"the trimmed graph's logits differ from the full graph's by {diff:.3g}")
+    return {"max_abs_diff": diff, "tolerance": tolerance, "tokens": len(inside)}
+
+
 def export_checkpoint(
     checkpoint_dir: str | Path,
     out_dir: str | Path,
@@ -71,13 +89,23 @@ def export_checkpoint(
     quantize: str = "none",
     manifest: dict,
     force: bool = False,
+    trim_corpus: Sequence[str | Path] | None = None,
+    keep_unused: bool = False,
+    weight_config: WeightOnlyConfig | None = None,
 ) -> dict:
-    """Export, verify, quantize and write ``out_dir``; return the manifest written there.
+    """Export, verify, (trim,) quantize and write ``out_dir``; return the manifest written there.
 
     ``out_dir`` holds ``model.onnx`` (+ external data), the checkpoint's config, generation config
-    and tokenizer files, and ``edgecomp-export.json``: ``manifest`` plus ``quantize``, ``verify``
-    (``fp32``: ONNX vs PyTorch; and for int8/int4 the quantized model vs fp32 ONNX) and ``files``
-    (name → sha256). An existing ``out_dir`` is refused unless ``force``.
+    and tokenizer files, and ``edgecomp-export.json``: ``manifest`` plus ``quantize`` (the mode),
+    ``quantization`` (how: for int8/int4 the configuration and how the embedding / LM head are
+    stored; ``weight_config`` overrides the mode's),
+    ``verify`` (``fp32``: ONNX vs PyTorch; ``trim``: trimmed vs full graph on the kept ids; and for
+    the other modes the quantized model vs fp32 ONNX) and ``files`` (name → sha256). An existing
+    ``out_dir`` is refused unless ``force``.
+
+    ``trim_corpus``: text files (``.txt`` lines, ``.jsonl`` text/summary fields) whose vocabulary
+    the export keeps (see :mod:`edgecomp.export.trim`); the export then carries ``vocab_map.json``
+    and the manifest a ``trim`` entry.
     """
     checkpoint_dir, out_dir = Path(checkpoint_dir), Path(out_dir)
     if quantize not in MODES:
@@ -85,6 +113,7 @@ def export_checkpoint(
     missing = [name for name in REQUIRED if not (checkpoint_dir / name).is_file()]
     if missing:
         raise EdgecompError(f"checkpoint {checkpoint_dir} lacks {', '.join(missing)}")
+    corpus = corpus_lines(trim_corpus) if trim_corpus else None
 
     with atomic_dir(out_dir, force) as tmp:
         work = tmp / ".fp32"
@@ -93,8 +122,26 @@ def export_checkpoint(
         ids = verification_ids(checkpoint_dir)
         with _step(f"Verifying ONNX logits against PyTorch on {len(ids)} tokens"):
             verify = {"fp32": verify_logits(work, checkpoint_dir, ids)}
+        trim = None
+        if corpus is not None:
+            tokenizer = load_tokenizer(checkpoint_dir)
+            kept = kept_ids(tokenizer, corpus, extra_ids=ids, keep_unused=keep_unused)
+            trimmed = tmp / ".trimmed"
+            with _step(f"Trimming the vocabulary to {kept.size} tokens"):
+                trim = trim_onnx(work, trimmed, kept)
+                config = json.loads((checkpoint_dir / "config.json").read_text(encoding="utf-8"))
+                verify["trim"] = _check_trim(trimmed, work, config, ids, kept)
+            for extra in work.iterdir():  # optimum's generation_config.json and the like
+                if not extra.name.startswith("model.onnx") and not (trimmed / extra.name).exists():
+                    shutil.copy2(extra, trimmed / extra.name)
+            shutil.rmtree(work)
+            trimmed.rename(work)
+            write_id_map(tmp, kept, trim["original_vocab_size"], {"corpus_lines": len(corpus)})
+            trim |= {"corpus": [Path(p).name for p in trim_corpus], "corpus_lines": len(corpus),
+                     "keep_unused": keep_unused, "map": "vocab_map.json"}
+            ids = [int(np.searchsorted(kept, i)) for i in ids]  # all kept: extra_ids above
         with _step("Writing fp32 model" if quantize == "none" else f"Quantizing to {quantize}"):
-            quantize_onnx(work, tmp, quantize)
+            quantization = quantize_model(work, tmp, quantize, weight_config)
         if quantize != "none":
             with _step(f"Measuring {quantize} against fp32"):
                 verify[quantize] = compare_quantized(tmp, work, checkpoint_dir, ids)
@@ -107,6 +154,8 @@ def export_checkpoint(
         shutil.rmtree(work)
 
         files = {p.name: sha256_file(p) for p in sorted(tmp.iterdir())}
-        result = {**manifest, "quantize": quantize, "verify": verify, "files": files}
+        result = {**manifest, "quantize": quantize, "quantization": quantization, "verify": verify, "files": files}
+        if trim is not None:
+            result["trim"] = trim
         write_json(tmp / MANIFEST, result)
     return result

@@ -1,38 +1,173 @@
-"""Weight quantization of an exported decoder with ONNX Runtime's own quantizers.
+"""Weight quantization of an exported decoder into ONNX Runtime's block-quantized operators.
 
-``int8``: dynamic quantization (MatMulInteger): int8 weights per output channel, activations
-quantized on the fly. ``int4``: weight-only MatMulNBits, blocks of 32, with ONNX Runtime's int8
-compute path on CPU (``accuracy_level=4``).
+Modes:
 
-Choices measured on Gemma3 270M (2 CPU cores, 132-token English text, teacher-forced against the
-fp32 export; the weights came from a Q4_K_M GGUF):
+``none``
+    the fp32 graph as exported (a tied LM head stored once: ``MatMul(x, Transpose(table))``).
+``fp16``
+    every float weight and activation in float16 (for GPUs); the graph's inputs and outputs stay
+    float32 (ids, mask, KV cache, logits), so the runtime feeds it exactly as it feeds fp32.
+``int8``
+    weight-only 8-bit blocks (``MatMulNBits``, symmetric, 32 values a block) for every MatMul, the
+    LM head included, and the embedding lookup as ``GatherBlockQuantized`` on the same blocks.
+``int4``
+    the same with 4-bit blocks (asymmetric, 32 a block) for the transformer's MatMuls; the tied
+    embedding / LM head stays 8-bit (:data:`INT4`).
 
-- int4 asymmetric vs symmetric: top-1 agreement 75% vs 58%, KL 0.23 vs 0.39 nats, same speed;
-- int4 ``accuracy_level`` 4 vs 0: 57 vs 45 decode tokens/s, the same agreement;
-- int8 per-channel vs per-tensor: KL 0.11 vs 0.17 nats, agreement 76% vs 72%, 44 vs 51 tokens/s.
+A tied embedding / LM head (Gemma, the tiny test models) is stored ONCE: the head's
+``MatMulNBits`` and the lookup's ``GatherBlockQuantized`` read the same packed initializer.
+``MatMulNBits`` stores ``B`` as ``[N, k_blocks, blob]`` bytes, N = output features = vocabulary
+rows, each row in blocks along K = the hidden size (4-bit: two values a byte, low nibble first),
+scales ``[N, k_blocks]``: that is the embedding table ``[vocab, hidden]`` in blocks along the
+hidden axis. ``GatherBlockQuantized`` with uint8 data follows the MatMulNBits conventions (same
+nibble order, default zero point 8 / 128), gathers along axis 0 and dequantizes along its last
+axis: given the same 3-D bytes it gathers ``[tokens, k_blocks, blob]`` and, with the scales seen as
+``[N, k_blocks, 1]`` (a Reshape node, not a second copy), dequantizes each blob as one block; a
+Reshape makes that ``[batch, tokens, hidden]``.
 
-Only MatMul weights are quantized: the embedding table stays fp32 because a lookup gains no speed
-from it, and int4 Gather needs opset 21, which the quantizer can only force onto optimum's opset-18
-graph with a warning that the result may be invalid.
+Measured on Gemma3 270M (benchmarks/quantization_table.py: 100 held-out FLORES lines each in
+en/sw/hi/vi, perplexity against the fp32 export; decode tokens/s on 2 busy shared CPU cores, so
+only the ratios mean much):
+
+- fp32 1,073 MB, 13 tok/s; fp16 537 MB, perplexity within 0.05%; int8 303 MB, worst language
+  +3.8% (hi), 28 tok/s; int4 254 MB (the GGUF it came from: 253 MB), +20% (en) to +81% (hi),
+  30 tok/s.
+- No 4-bit configuration stays within 5% of fp32 on this base: its weights are already a Q4_K_M
+  GGUF (Q5_0 / Q4_K / Q6_K blocks), and re-quantizing them onto another 4-bit grid adds an error
+  as large as the GGUF's own. On 40 lines a language: block 16 (289 MB) +36%; 4-bit attention
+  with 8-bit MLP (288 MB) +13%; 4-bit only where the GGUF had Q4_K/Q6_K (286 MB) +29%;
+  symmetric or block 64: worse; ``accuracy_level`` 0: the same quality, far slower.
+- A 4-bit embedding / LM head is what breaks Hindi (x39 perplexity); 8 bits fix it, and 8-bit
+  symmetric blocks of 32 reproduce the GGUF's Q8_0 embedding exactly.
+- The former int8 (dynamic MatMulInteger, per-tensor activation scales, fp32 embedding): 943 MB,
+  +312% (hi): Gemma's activations have outliers one scale per tensor cannot hold.
 """
 
 from __future__ import annotations
 
-import contextlib
-import logging
-import shutil
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Iterator
 
+import numpy as np
 import onnx
+from onnx import helper, numpy_helper
 
 from ..errors import EdgecompError
 
-MODES = ("none", "int8", "int4")
-INT4_BLOCK_SIZE = 32
-INT4_SYMMETRIC = False
-INT4_ACCURACY_LEVEL = 4  # MatMulNBits computes with int8 activations on CPU; CUDA ignores it
-INT8_PER_CHANNEL = True
+MODES = ("none", "fp16", "int8", "int4")
+# Bumped whenever a mode's output changes (2: int8 became weight-only MatMulNBits, int4 got the
+# shared 8-bit embedding); export caches should key on it.
+QUANTIZER_VERSION = 2
+
+
+@dataclass(frozen=True)
+class WeightOnlyConfig:
+    """How ``int8`` / ``int4`` (weight-only, MatMulNBits) quantize.
+
+    Every MatMul weight is cut into blocks of ``block_size`` along its input axis; ``bits`` is the
+    width of the transformer's MatMuls, except those whose node name contains one of
+    ``eight_bit`` (e.g. ``"mlp/up_proj"``), which get 8 bits. ``head_bits`` is the width of the LM
+    head and, when ``quantize_embedding``, of the embedding table (one shared copy when tied).
+
+    4-bit blocks are asymmetric (``symmetric=False``: a scale and a 4-bit zero point, the range
+    stretched to include 0, as ONNX Runtime's quantizer does) or symmetric (scale only, the
+    largest magnitude mapped to -8). 8-bit blocks are always symmetric with scale ``amax / 127``:
+    that reproduces llama.cpp's Q8_0 blocks exactly (the default base's embedding is Q8_0).
+    """
+
+    bits: int = 4
+    block_size: int = 32
+    symmetric: bool = False
+    accuracy_level: int = 4  # MatMulNBits computes with int8 activations on CPU; CUDA ignores it
+    head_bits: int = 8
+    quantize_embedding: bool = True
+    eight_bit: tuple[str, ...] = ()
+
+    def __post_init__(self):
+        if self.bits not in (4, 8) or self.head_bits not in (4, 8):
+            raise EdgecompError("weight-only quantization takes 4 or 8 bits")
+        if self.block_size < 16 or self.block_size & (self.block_size - 1):
+            raise EdgecompError("block_size must be a power of two, at least 16")
+
+    def describe(self) -> dict:
+        return {**asdict(self), "eight_bit": list(self.eight_bit)}
+
+    def bits_for(self, node_name: str) -> int:
+        return 8 if any(part in node_name for part in self.eight_bit) else self.bits
+
+
+# What ``int8`` and ``int4`` mean (benchmarks/quantization_table.py measured the alternatives on
+# Gemma3 270M, whose weights come from a Q4_K_M GGUF: see the module docstring).
+INT8 = WeightOnlyConfig(bits=8, head_bits=8)
+INT4 = WeightOnlyConfig(bits=4, head_bits=8)
+
+
+def block_quantize(rows: np.ndarray, bits: int, block_size: int, symmetric: bool):
+    """Quantize each row of ``rows`` [N, K] in blocks of ``block_size`` along K, MatMulNBits' layout.
+
+    Returns ``packed`` [N, k_blocks, block_size * bits / 8] uint8 (4-bit: two values a byte, low
+    nibble first), ``scales`` [N, k_blocks] float32 and ``zero_points`` ([N, ceil(k_blocks * bits / 8)]
+    uint8, 4-bit ones packed in pairs) or None for symmetric blocks (MatMulNBits and
+    GatherBlockQuantized then use the midpoint, 8 or 128). 8-bit blocks are always symmetric.
+    """
+    rows = np.asarray(rows, dtype=np.float32)
+    n, k = rows.shape
+    k_blocks = -(-k // block_size)
+    levels = (1 << bits) - 1
+    packed = np.empty((n, k_blocks, block_size * bits // 8), dtype=np.uint8)
+    scales = np.empty((n, k_blocks), dtype=np.float32)
+    asymmetric = bits == 4 and not symmetric
+    zeros = np.empty((n, k_blocks), dtype=np.uint8) if asymmetric else None
+    step = max(1, (1 << 24) // (k_blocks * block_size))  # rows per slice: ~64 MiB of float32
+    for start in range(0, n, step):
+        x = rows[start : start + step]
+        if k_blocks * block_size != k:
+            x = np.pad(x, ((0, 0), (0, k_blocks * block_size - k)))
+        x = x.reshape(len(x), k_blocks, block_size)
+        if bits == 8:
+            scale = np.abs(x).max(axis=-1) / 127.0
+            safe = np.where(scale == 0, 1.0, scale)[..., None]
+            q = np.clip(np.rint(x / safe), -127, 127) + 128
+        elif symmetric:  # ONNX Runtime's rule: the value of largest magnitude becomes -8
+            hi, lo = x.max(axis=-1), x.min(axis=-1)
+            scale = np.where(np.abs(hi) > np.abs(lo), hi, lo) / -8.0
+            safe = np.where(scale == 0, 1.0, scale)[..., None]
+            q = np.clip(np.rint(x / safe), -8, 7) + 8
+        else:
+            lo = np.minimum(x.min(axis=-1), 0.0)
+            hi = np.maximum(x.max(axis=-1), 0.0)
+            scale = (hi - lo) / levels
+            safe = np.where(scale == 0, 1.0, scale)
+            zero = np.where(scale == 0, 8, np.clip(np.rint(-lo / safe), 0, levels))
+            q = np.clip(np.rint(x / safe[..., None] + zero[..., None]), 0, levels)
+            zeros[start : start + len(x)] = zero
+        q = q.astype(np.uint8)
+        if bits == 4:
+            q = q[..., 0::2] | (q[..., 1::2] << 4)
+        packed[start : start + len(x)] = q
+        scales[start : start + len(x)] = scale
+    if zeros is not None:
+        if k_blocks % 2:
+            zeros = np.pad(zeros, ((0, 0), (0, 1)))
+        zeros = zeros[:, 0::2] | (zeros[:, 1::2] << 4)
+    return packed, scales, zeros
+
+
+def dequantize_blocks(packed: np.ndarray, scales: np.ndarray, zero_points: np.ndarray | None, bits: int) -> np.ndarray:
+    """The inverse of :func:`block_quantize`: rows [N, k_blocks * block_size] float32."""
+    n, k_blocks, _ = packed.shape
+    if bits == 4:
+        q = np.stack([packed & 0x0F, packed >> 4], axis=-1).reshape(n, k_blocks, -1)
+    else:
+        q = packed
+    if zero_points is None:
+        zero = np.full((n, k_blocks), 1 << (bits - 1), dtype=np.float32)
+    elif bits == 4:
+        zero = np.stack([zero_points & 0x0F, zero_points >> 4], axis=-1).reshape(n, -1)[:, :k_blocks]
+    else:
+        zero = zero_points[:, :k_blocks]
+    values = (q.astype(np.float32) - zero[..., None].astype(np.float32)) * scales[..., None]
+    return values.reshape(n, -1)
 
 
 def external_data_files(model_path: Path) -> list[str]:
@@ -48,61 +183,291 @@ def external_data_files(model_path: Path) -> list[str]:
     return sorted(names)
 
 
-@contextlib.contextmanager
-def _quiet_root_logger() -> Iterator[None]:
-    """Hold the root logger at ERROR while ONNX Runtime's quantizers run, then restore it.
+# --- the embedding table and the LM head -------------------------------------------------------
 
-    ``matmul_nbits_quantizer`` calls ``logging.basicConfig(level=INFO)`` when imported, and both
-    quantizers log a line per graph node (thousands for a real model), so the import happens here
-    first and the level it set is undone afterwards.
+
+@dataclass
+class EmbeddingAndHead:
+    """The embedding lookup (``Gather`` of ``input_ids``) and the LM head (``MatMul`` by a
+    ``[hidden, vocab]`` weight), as found in an optimum decoder graph. ``head`` is None when the
+    graph has no MatMul of that shape; ``tied`` says the head weight is the table transposed."""
+
+    gather: onnx.NodeProto
+    table: str  # initializer name, [vocab, hidden]
+    head: onnx.NodeProto | None
+    head_weight: str | None  # initializer name, [hidden, vocab]
+    tied: bool
+
+
+def _initializers(model: onnx.ModelProto) -> dict[str, onnx.TensorProto]:
+    return {t.name: t for t in model.graph.initializer}
+
+
+def find_embedding_and_head(model: onnx.ModelProto) -> EmbeddingAndHead | None:
+    """Locate the token embedding and LM head of a decoder graph (fp32 or fp16 weights)."""
+    inits = _initializers(model)
+    gather = next(
+        (
+            n
+            for n in model.graph.node
+            if n.op_type == "Gather"
+            and n.input[1] == "input_ids"
+            and n.input[0] in inits
+            and len(inits[n.input[0]].dims) == 2
+        ),
+        None,
+    )
+    if gather is None:
+        return None
+    vocab, hidden = inits[gather.input[0]].dims
+    head = next(
+        (
+            n
+            for n in model.graph.node
+            if n.op_type == "MatMul"
+            and n.input[1] in inits
+            and list(inits[n.input[1]].dims) == [hidden, vocab]
+        ),
+        None,
+    )
+    if head is None:  # already tied by tie_lm_head: MatMul(x, Transpose(table))
+        transposed = {
+            n.output[0] for n in model.graph.node if n.op_type == "Transpose" and n.input[0] == gather.input[0]
+        }
+        head = next((n for n in model.graph.node if n.op_type == "MatMul" and n.input[1] in transposed), None)
+        return EmbeddingAndHead(gather, gather.input[0], head, None, tied=head is not None)
+    table = numpy_helper.to_array(inits[gather.input[0]])
+    tied = bool(np.array_equal(table.T, numpy_helper.to_array(inits[head.input[1]])))
+    return EmbeddingAndHead(gather, gather.input[0], head, head.input[1], tied)
+
+
+def tie_lm_head(model: onnx.ModelProto) -> bool:
+    """Store a tied LM head once: ``MatMul(x, W)`` with ``W == table.T`` becomes
+    ``MatMul(x, Transpose(table))`` and ``W`` goes (in place). ONNX Runtime folds the Transpose
+    when the session starts, so this halves the file, not the memory. Returns whether it did."""
+    found = find_embedding_and_head(model)
+    if found is None or not found.tied or found.head_weight is None:
+        return False
+    transposed = found.head_weight + "_from_embedding"
+    nodes = []
+    for node in model.graph.node:
+        if node == found.head:
+            nodes.append(
+                helper.make_node("Transpose", [found.table], [transposed], name=f"{node.name}_tied_weight", perm=[1, 0])
+            )
+            node.input[1] = transposed
+        nodes.append(node)
+    model.graph.ClearField("node")
+    model.graph.node.extend(nodes)
+    keep = [t for t in model.graph.initializer if t.name != found.head_weight]
+    model.graph.ClearField("initializer")
+    model.graph.initializer.extend(keep)
+    return True
+
+
+def _unpacked_zero_points(zero_points: np.ndarray, k_blocks: int) -> np.ndarray:
+    """MatMulNBits' packed 4-bit zero points [N, ceil(k_blocks/2)] → one per byte [N, k_blocks, 1]
+    (GatherBlockQuantized reads the 3-D view's single block per row of blobs from the low nibble)."""
+    pairs = np.stack([zero_points & 0x0F, zero_points >> 4], axis=-1).reshape(len(zero_points), -1)
+    return np.ascontiguousarray(pairs[:, :k_blocks, None].astype(np.uint8))
+
+
+def _indices_rank(model: onnx.ModelProto, name: str) -> int:
+    for value in model.graph.input:
+        if value.name == name:
+            return len(value.type.tensor_type.shape.dim)
+    return 2
+
+
+class _Rewriter:
+    """Collects the replacement nodes and new initializers of a weight-only quantization."""
+
+    def __init__(self, model: onnx.ModelProto, config: WeightOnlyConfig):
+        self.model, self.config = model, config
+        self.inits = _initializers(model)
+        self.new_inits: list[onnx.TensorProto] = []
+        self.replaced: dict[str, list[onnx.NodeProto]] = {}
+        self.dropped: set[str] = set()  # node names removed without replacement
+        self.bits_used: dict[int, int] = {}
+
+    def packed(self, rows: np.ndarray, prefix: str, bits: int) -> tuple[dict, np.ndarray | None]:
+        """Quantize ``rows`` [N, K] into new initializers; return their names and the zero points."""
+        packed, scales, zero_points = block_quantize(rows, bits, self.config.block_size, self.config.symmetric)
+        names = {"data": f"{prefix}_Q{bits}", "scales": f"{prefix}_scales"}
+        self.new_inits += [numpy_helper.from_array(packed, names["data"]), numpy_helper.from_array(scales, names["scales"])]
+        if zero_points is not None:
+            names["zero_points"] = f"{prefix}_zero_points"
+            self.new_inits.append(numpy_helper.from_array(zero_points, names["zero_points"]))
+        self.bits_used[bits] = self.bits_used.get(bits, 0) + rows.size
+        return names, zero_points
+
+    def matmul_nbits(self, node: onnx.NodeProto, names: dict, k: int, n: int, bits: int) -> None:
+        inputs = [node.input[0], names["data"], names["scales"]] + (
+            [names["zero_points"]] if "zero_points" in names else []
+        )
+        attributes = {"K": int(k), "N": int(n), "bits": bits, "block_size": self.config.block_size}
+        if self.config.accuracy_level:
+            attributes["accuracy_level"] = self.config.accuracy_level
+        self.replaced[node.name] = [
+            helper.make_node(
+                "MatMulNBits", inputs, list(node.output), name=f"{node.name}_Q{bits}", domain="com.microsoft", **attributes
+            )
+        ]
+
+    def finish(self) -> None:
+        nodes = []
+        for node in self.model.graph.node:
+            if node.name in self.dropped:
+                continue
+            nodes.extend(self.replaced.get(node.name, [node]))
+        self.model.graph.ClearField("node")
+        self.model.graph.node.extend(nodes)
+        used = {i for n in self.model.graph.node for i in n.input}
+        keep = [t for t in self.model.graph.initializer if t.name in used]
+        self.model.graph.ClearField("initializer")
+        self.model.graph.initializer.extend(keep + [t for t in self.new_inits if t.name in used])
+        if not any(o.domain == "com.microsoft" for o in self.model.opset_import):
+            self.model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
+
+
+def _embedding_and_head(rw: _Rewriter) -> dict:
+    """LM head → MatMulNBits; embedding lookup → GatherBlockQuantized (on the head's blocks if tied).
+
+    Returns what was done, for the manifest.
     """
-    root = logging.getLogger()
-    level = root.level
-    import onnxruntime.quantization.matmul_nbits_quantizer  # noqa: F401
+    config, model, inits = rw.config, rw.model, rw.inits
+    found = find_embedding_and_head(model)
+    if found is None:
+        return {"embedding": "not found"}
+    if any(not n.name for n in (found.gather, found.head) if n is not None):
+        raise EdgecompError("the embedding or LM head node has no name; cannot rewrite the graph")
+    vocab, hidden = inits[found.table].dims
+    bits, block = config.head_bits, config.block_size
+    table = numpy_helper.to_array(inits[found.table]).astype(np.float32, copy=False)
+    report: dict = {"vocab": int(vocab), "hidden": int(hidden), "tied": found.tied, "bits": bits}
 
-    root.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        root.setLevel(level)
+    head_names = head_zero_points = None
+    if found.head is not None:
+        rows = table if found.tied else numpy_helper.to_array(inits[found.head_weight]).T
+        head_names, head_zero_points = rw.packed(rows, "lm_head.weight", bits)
+        rw.matmul_nbits(found.head, head_names, hidden, vocab, bits)
+        if found.head_weight is None:  # the head read tie_lm_head's Transpose of the table
+            rw.dropped.update(n.name for n in model.graph.node if n.op_type == "Transpose" and n.input[0] == found.table)
+        report["head"] = f"MatMulNBits {bits}-bit"
+
+    if not config.quantize_embedding or hidden % block:  # the 3-D view needs whole blocks per row
+        report["embedding"] = "fp32 Gather"
+        return report
+    if found.tied and head_names is not None:
+        names, zero_points, shared = head_names, head_zero_points, True
+    else:
+        (names, zero_points), shared = rw.packed(table, "embed_tokens.weight", bits), False
+    k_blocks = hidden // block
+    prefix = found.gather.name
+    scales_3d, out_4d = f"{prefix}_scales_3d", f"{prefix}_blocks"
+    shape_3d, shape_out = f"{prefix}_scales_shape", f"{prefix}_output_shape"
+    rank = _indices_rank(model, found.gather.input[1])
+    rw.new_inits += [
+        numpy_helper.from_array(np.array([0, 0, 1], dtype=np.int64), shape_3d),
+        numpy_helper.from_array(np.array([0] * rank + [hidden], dtype=np.int64), shape_out),
+    ]
+    gather_inputs = [names["data"], found.gather.input[1], scales_3d]
+    if zero_points is not None:  # 4-bit asymmetric: one zero point per byte for the 3-D view
+        gather_inputs.append(f"{prefix}_zero_points_3d")
+        rw.new_inits.append(numpy_helper.from_array(_unpacked_zero_points(zero_points, k_blocks), gather_inputs[-1]))
+    rw.replaced[found.gather.name] = [
+        helper.make_node("Reshape", [names["scales"], shape_3d], [scales_3d], name=f"{prefix}_scales_view"),
+        helper.make_node(
+            "GatherBlockQuantized",
+            gather_inputs,
+            [out_4d],
+            name=f"{prefix}_Q{bits}",
+            domain="com.microsoft",
+            gather_axis=0,
+            quantize_axis=2,
+            bits=bits,
+            block_size=block,
+        ),
+        helper.make_node("Reshape", [out_4d, shape_out], list(found.gather.output), name=f"{prefix}_merge_blocks"),
+    ]
+    report["embedding"] = f"GatherBlockQuantized {bits}-bit" + (", sharing the LM head's blocks" if shared else "")
+    return report
 
 
-def quantize_onnx(src_dir: Path, dst_dir: Path, mode: str) -> Path:
-    """Write ``src_dir/model.onnx`` quantized per ``mode`` to ``dst_dir/model.onnx`` and return it.
+def quantize_weight_only(model: onnx.ModelProto, config: WeightOnlyConfig = INT4) -> tuple[onnx.ModelProto, dict]:
+    """MatMulNBits for every MatMul by a constant 2-D weight, the embedding and head per ``config``
+    (in place; returns the model and what was done)."""
+    rw = _Rewriter(model, config)
+    report = _embedding_and_head(rw)
+    done = set(rw.replaced)
+    for node in model.graph.node:
+        if node.op_type != "MatMul" or node.name in done or not node.name:
+            continue
+        weight = rw.inits.get(node.input[1])
+        if weight is None or len(weight.dims) != 2 or weight.data_type != onnx.TensorProto.FLOAT:
+            continue
+        bits = config.bits_for(node.name)
+        k, n = weight.dims
+        names, _ = rw.packed(numpy_helper.to_array(weight).T, node.input[1], bits)
+        rw.matmul_nbits(node, names, k, n, bits)
+    rw.finish()
+    report["weights_by_bits"] = {str(b): int(c) for b, c in sorted(rw.bits_used.items())}
+    return model, report
 
-    The result keeps its weights in an external data file when the source did.
+
+def convert_fp16(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Float16 weights and activations; inputs/outputs (ids, mask, KV cache, logits) stay as they
+    were, with Casts at the boundary, so the runtime needs no change."""
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    return convert_float_to_float16(model, keep_io_types=True, disable_shape_infer=True)
+
+
+def _save(model: onnx.ModelProto, dst: Path, external: bool) -> None:
+    if external:
+        onnx.save_model(
+            model,
+            str(dst),
+            save_as_external_data=True,
+            all_tensors_to_one_file=True,
+            location=dst.name + ".data",
+            size_threshold=1024,
+        )
+    else:
+        onnx.save_model(model, str(dst))
+
+
+def quantize_model(
+    src_dir: Path, dst_dir: Path, mode: str, config: WeightOnlyConfig | None = None
+) -> dict:
+    """Write ``src_dir/model.onnx`` quantized per ``mode`` to ``dst_dir/model.onnx``; return what
+    was done (``mode``; for int8/int4 the configuration and how the embedding / head are stored).
+
+    ``config`` overrides :data:`INT8` / :data:`INT4` (the benchmark's variants). The result keeps
+    its weights in an external data file when the source did. A tied LM head is stored once.
     """
     if mode not in MODES:
         raise EdgecompError(f"unknown quantization {mode!r}; choose one of {', '.join(MODES)}")
     src, dst = Path(src_dir) / "model.onnx", Path(dst_dir) / "model.onnx"
     dst.parent.mkdir(parents=True, exist_ok=True)
-    data_files = external_data_files(src)
-    if mode == "none":
-        for name in ["model.onnx", *data_files]:
-            shutil.copy2(src.parent / name, dst.parent / name)
-    elif mode == "int8":
-        with _quiet_root_logger():
-            from onnxruntime.quantization import QuantType, quantize_dynamic
-
-            quantize_dynamic(
-                src,
-                dst,
-                op_types_to_quantize=["MatMul"],
-                weight_type=QuantType.QInt8,
-                per_channel=INT8_PER_CHANNEL,
-                use_external_data_format=bool(data_files),
-            )
+    external = bool(external_data_files(src))
+    report: dict = {"mode": mode}
+    model = onnx.load(str(src))
+    if mode in ("int8", "int4"):
+        config = config or (INT8 if mode == "int8" else INT4)
+        model, report["weights"] = quantize_weight_only(model, config)
+        report["config"] = config.describe()
     else:
-        with _quiet_root_logger():
-            from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
+        report["tied_lm_head"] = tie_lm_head(model)
+        if mode == "fp16":
+            model = convert_fp16(model)
+    _save(model, dst, external)
+    return report
 
-            quantizer = MatMulNBitsQuantizer(
-                str(src),
-                bits=4,
-                block_size=INT4_BLOCK_SIZE,
-                is_symmetric=INT4_SYMMETRIC,
-                accuracy_level=INT4_ACCURACY_LEVEL,
-            )
-            quantizer.process()
-            quantizer.model.save_model_to_file(str(dst), use_external_data_format=bool(data_files))
-    return dst
+
+def quantize_onnx(
+    src_dir: Path, dst_dir: Path, mode: str, config: WeightOnlyConfig | None = None
+) -> Path:
+    """:func:`quantize_model`, returning the written ``model.onnx``."""
+    quantize_model(src_dir, dst_dir, mode, config)
+    return Path(dst_dir) / "model.onnx"

@@ -15,6 +15,7 @@ from tokenizers import Tokenizer
 
 from ..data.tokenizer import encoder, load_tokenizer
 from ..errors import EdgecompError
+from ..export.trim import IdMap, load_id_map
 from ..hashes import remembered_sha256
 from .session import DecoderSession, KVShape
 
@@ -64,6 +65,7 @@ class OnnxCausalLM:
     bos_id: int | None
     eos_ids: tuple[int, ...]
     max_positions: int
+    id_map: IdMap | None = None
 
     @classmethod
     def load(
@@ -91,6 +93,13 @@ class OnnxCausalLM:
         generation = _read_json(model_dir / "generation_config.json")
         if "max_position_embeddings" not in config:
             raise EdgecompError(f"{model_dir / 'config.json'} lacks max_position_embeddings")
+        tokenizer = load_tokenizer(model_dir)
+        id_map = load_id_map(model_dir, tokenizer)  # None unless the export's vocabulary was trimmed
+        bos_id = generation.get("bos_token_id", config.get("bos_token_id"))
+        eos_ids = _ids(generation.get("eos_token_id", config.get("eos_token_id")))
+        if id_map is not None:
+            bos_id = None if bos_id is None else id_map.trimmed_special_ids([bos_id])[0]
+            eos_ids = id_map.trimmed_special_ids(eos_ids)
         return cls(
             decoder=DecoderSession(
                 model_dir / "model.onnx",
@@ -100,16 +109,21 @@ class OnnxCausalLM:
                 spinning=spinning,
                 prefill_chunk=prefill_chunk,
             ),
-            tokenizer=load_tokenizer(model_dir),
-            bos_id=generation.get("bos_token_id", config.get("bos_token_id")),
-            eos_ids=_ids(generation.get("eos_token_id", config.get("eos_token_id"))),
+            tokenizer=tokenizer,
+            bos_id=bos_id,
+            eos_ids=eos_ids,
             max_positions=config["max_position_embeddings"],
+            id_map=id_map,
         )
 
     def encode(self, text: str) -> list[int]:
-        return encoder(self.tokenizer)(text)
+        """Token ids the graph takes: the tokenizer's, mapped into a trimmed vocabulary if any."""
+        ids = encoder(self.tokenizer)(text)
+        return self.id_map.to_trimmed_ids(ids) if self.id_map is not None else ids
 
     def decode(self, ids: list[int]) -> str:
+        if self.id_map is not None:
+            ids = self.id_map.to_original_ids(ids)
         return self.tokenizer.decode(ids, skip_special_tokens=True)
 
     @property

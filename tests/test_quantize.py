@@ -1,0 +1,223 @@
+"""Weight-only quantization: MatMulNBits' block layout, a tied embedding / LM head stored once and
+read by both GatherBlockQuantized and MatMulNBits, fp16, on hand-built graphs (fast, exact checks)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from edgecomp.errors import EdgecompError
+from edgecomp.export.quantize import (
+    WeightOnlyConfig,
+    block_quantize,
+    dequantize_blocks,
+    find_embedding_and_head,
+    quantize_model,
+    quantize_weight_only,
+    tie_lm_head,
+)
+
+VOCAB, HIDDEN = 300, 64
+
+
+def lookup_and_head(tied: bool = True, seed: int = 0) -> onnx.ModelProto:
+    """``input_ids`` → Gather(table) → ``embedded``; ``hidden`` → MatMul(W) → ``logits``.
+
+    ``W`` is a separate ``[hidden, vocab]`` initializer, equal to ``table.T`` when ``tied`` (what
+    optimum writes for Gemma), plus one ordinary MatMul so the transformer path is covered too.
+    """
+    rng = np.random.default_rng(seed)
+    table = rng.standard_normal((VOCAB, HIDDEN)).astype(np.float32)
+    head = table.T.copy() if tied else rng.standard_normal((HIDDEN, VOCAB)).astype(np.float32)
+    proj = rng.standard_normal((HIDDEN, HIDDEN)).astype(np.float32)
+    nodes = [
+        helper.make_node("Gather", ["embed.weight", "input_ids"], ["embedded"], name="/model/embed_tokens/Gather"),
+        helper.make_node("MatMul", ["hidden", "proj.weight"], ["projected"], name="/model/layers.0/mlp/up_proj/MatMul"),
+        helper.make_node("MatMul", ["projected", "head.weight"], ["logits"], name="/lm_head/MatMul"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "lookup_and_head",
+        [
+            helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch", "seq"]),
+            helper.make_tensor_value_info("hidden", TensorProto.FLOAT, ["batch", "seq", HIDDEN]),
+        ],
+        [
+            helper.make_tensor_value_info("embedded", TensorProto.FLOAT, ["batch", "seq", HIDDEN]),
+            helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", "seq", VOCAB]),
+        ],
+        initializer=[
+            numpy_helper.from_array(table, "embed.weight"),
+            numpy_helper.from_array(proj, "proj.weight"),
+            numpy_helper.from_array(head, "head.weight"),
+        ],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    model.ir_version = 8
+    return model
+
+
+def run(model: onnx.ModelProto, ids: np.ndarray, hidden: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    embedded, logits = session.run(["embedded", "logits"], {"input_ids": ids, "hidden": hidden})
+    return embedded, logits
+
+
+def inputs(seed: int = 1):
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, VOCAB, size=(2, 5)), rng.standard_normal((2, 5, HIDDEN)).astype(np.float32)
+
+
+def initializer(model: onnx.ModelProto, name: str) -> np.ndarray:
+    return numpy_helper.to_array(next(t for t in model.graph.initializer if t.name == name))
+
+
+@pytest.mark.parametrize("bits, symmetric", [(4, False), (4, True), (8, True)])
+@pytest.mark.parametrize("block", [16, 32])
+def test_block_quantize_round_trip(bits, symmetric, block):
+    rows = np.random.default_rng(0).standard_normal((7, 96)).astype(np.float32)
+    packed, scales, zero_points = block_quantize(rows, bits, block, symmetric)
+    assert packed.shape == (7, 96 // block, block * bits // 8) and scales.shape == (7, 96 // block)
+    assert (zero_points is None) == (symmetric or bits == 8)
+    restored = dequantize_blocks(packed, scales, zero_points, bits)
+    step = np.repeat(np.abs(scales), block, axis=1)
+    # Round to nearest on the block's grid; symmetric 4-bit maps the largest magnitude to -8, so the
+    # other sign's extreme may clip at +7 (up to one step away).
+    bound = step if (bits, symmetric) == (4, True) else 0.5 * step
+    assert np.all(np.abs(restored - rows) <= bound + 1e-6)
+
+
+def test_eight_bit_reproduces_q8_0_blocks_exactly():
+    """llama.cpp's Q8_0 (the default base's embedding): value = d * q, q in [-127, 127], blocks of 32."""
+    rng = np.random.default_rng(0)
+    q = rng.integers(-127, 128, size=(10, 4, 32))
+    q[:, :, 0] = 127 * np.sign(rng.standard_normal((10, 4))).astype(int)  # amax = 127 d, as Q8_0 makes it
+    d = rng.uniform(0.001, 0.01, size=(10, 4, 1)).astype(np.float32)
+    rows = (q * d).astype(np.float32).reshape(10, 128)
+    packed, scales, zero_points = block_quantize(rows, 8, 32, True)
+    np.testing.assert_allclose(dequantize_blocks(packed, scales, zero_points, 8), rows, rtol=1e-6, atol=0)
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        WeightOnlyConfig(accuracy_level=0),  # default: 4-bit MatMuls, 8-bit shared head + embedding
+        WeightOnlyConfig(head_bits=4, accuracy_level=0),  # 4-bit asymmetric table: zero points too
+        WeightOnlyConfig(head_bits=4, symmetric=True, block_size=16, accuracy_level=0),
+        WeightOnlyConfig(bits=8, block_size=64, accuracy_level=0),
+    ],
+    ids=["q8-head", "q4-head-asym", "q4-head-sym-b16", "all-q8-b64"],
+)
+def test_tied_table_is_stored_once_and_both_ops_read_it(config):
+    model, report = quantize_weight_only(lookup_and_head(), config)
+    onnx.checker.check_model(model)
+    ops = {n.op_type: n for n in model.graph.node}
+    assert {"GatherBlockQuantized", "MatMulNBits"} <= set(ops) and "Gather" not in ops
+    gather = ops["GatherBlockQuantized"]
+    heads = [n for n in model.graph.node if n.op_type == "MatMulNBits" and n.output[0] == "logits"]
+    assert len(heads) == 1 and heads[0].input[1] == gather.input[0]  # one packed table, two readers
+    assert report["tied"] and "sharing" in report["embedding"]
+
+    # Stored once: a single initializer has a row per token, and no float table is left.
+    blob = config.block_size * config.head_bits // 8
+    per_token = [t for t in model.graph.initializer if list(t.dims[:1]) + list(t.dims[2:]) == [VOCAB, blob]]
+    assert [t.name for t in per_token] == [gather.input[0]]
+    assert not [t for t in model.graph.initializer if t.data_type == TensorProto.FLOAT and VOCAB in t.dims and HIDDEN in t.dims]
+    table_bytes = sum(t.ByteSize() for t in model.graph.initializer if t.dims and t.dims[0] == VOCAB)
+    per_value = config.head_bits / 8 + 5 / config.block_size  # packed values, fp32 scales, zero points
+    assert table_bytes < VOCAB * HIDDEN * per_value + 1024  # fp32 would be 4 bytes a value, twice
+
+    # The lookup returns exactly the rows the head multiplies with.
+    head_inputs = list(heads[0].input)
+    zero_points = initializer(model, head_inputs[3]) if len(head_inputs) > 3 else None
+    rows = dequantize_blocks(initializer(model, head_inputs[1]), initializer(model, head_inputs[2]), zero_points, config.head_bits)
+    ids, hidden = inputs()
+    embedded, logits = run(model, ids, hidden)
+    np.testing.assert_array_equal(embedded, rows[ids])
+    reference_table = initializer(lookup_and_head(), "embed.weight")
+    assert np.abs(embedded - reference_table[ids]).max() < (0.6 if config.head_bits == 4 else 0.03)
+
+    proj_node = next(n for n in model.graph.node if n.output[0] == "projected")
+    proj_zero_points = initializer(model, proj_node.input[3]) if len(proj_node.input) > 3 else None
+    proj = dequantize_blocks(
+        initializer(model, proj_node.input[1]), initializer(model, proj_node.input[2]), proj_zero_points, config.bits
+    )
+    expected = (hidden @ proj.T) @ rows.T
+    np.testing.assert_allclose(logits, expected, rtol=1e-4, atol=1e-3 * np.abs(expected).max())
+
+
+def test_untied_head_and_table_are_quantized_separately():
+    model, report = quantize_weight_only(lookup_and_head(tied=False), WeightOnlyConfig(accuracy_level=0))
+    gather = next(n for n in model.graph.node if n.op_type == "GatherBlockQuantized")
+    head = next(n for n in model.graph.node if n.output[0] == "logits")
+    assert not report["tied"] and head.op_type == "MatMulNBits" and head.input[1] != gather.input[0]
+    ids, hidden = inputs()
+    embedded, _ = run(model, ids, hidden)
+    assert np.abs(embedded - initializer(lookup_and_head(tied=False), "embed.weight")[ids]).max() < 0.03
+
+
+def test_embedding_can_stay_fp32():
+    model, report = quantize_weight_only(lookup_and_head(), WeightOnlyConfig(quantize_embedding=False))
+    ops = [n.op_type for n in model.graph.node]
+    assert "Gather" in ops and "GatherBlockQuantized" not in ops and report["embedding"] == "fp32 Gather"
+
+
+def test_eight_bit_node_selection():
+    config = WeightOnlyConfig(eight_bit=("mlp/up_proj",))
+    model, report = quantize_weight_only(lookup_and_head(), config)
+    bits = {n.name: next(a.i for a in n.attribute if a.name == "bits") for n in model.graph.node if n.op_type == "MatMulNBits"}
+    assert bits["/model/layers.0/mlp/up_proj/MatMul_Q8"] == 8
+    assert report["weights_by_bits"] == {"8": HIDDEN * HIDDEN + VOCAB * HIDDEN}
+
+
+def test_tie_lm_head_keeps_logits_and_drops_the_copy():
+    model = lookup_and_head()
+    ids, hidden = inputs()
+    before = run(model, ids, hidden)
+    assert tie_lm_head(model)
+    assert "head.weight" not in {t.name for t in model.graph.initializer}
+    np.testing.assert_array_equal(run(model, ids, hidden)[1], before[1])
+    found = find_embedding_and_head(model)
+    assert found.tied and found.head_weight is None
+    assert not tie_lm_head(model)  # nothing left to tie
+    # A graph already tied this way still quantizes with one shared table.
+    quantized, report = quantize_weight_only(model, WeightOnlyConfig(accuracy_level=0))
+    assert "sharing" in report["embedding"] and "Transpose" not in {n.op_type for n in quantized.graph.node}
+    assert not tie_lm_head(lookup_and_head(tied=False))
+
+
+def save(model: onnx.ModelProto, folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    onnx.save_model(model, str(folder / "model.onnx"))
+    return folder
+
+
+def test_fp16_mode_keeps_float32_inputs_and_outputs(tmp_path):
+    src = save(lookup_and_head(), tmp_path / "src")
+    report = quantize_model(src, tmp_path / "fp16", "fp16")
+    assert report == {"mode": "fp16", "tied_lm_head": True}
+    model = onnx.load(str(tmp_path / "fp16" / "model.onnx"))
+    assert {v.type.tensor_type.elem_type for v in model.graph.output} == {TensorProto.FLOAT}
+    floats = [t for t in model.graph.initializer if t.data_type in (TensorProto.FLOAT, TensorProto.FLOAT16)]
+    assert {t.data_type for t in floats} == {TensorProto.FLOAT16}
+    assert len([t for t in floats if VOCAB in t.dims]) == 1  # the tied table, once
+    ids, hidden = inputs()
+    embedded, logits = run(model, ids, hidden)
+    reference = run(lookup_and_head(), ids, hidden)
+    assert embedded.dtype == np.float32 and logits.dtype == np.float32
+    np.testing.assert_allclose(logits, reference[1], rtol=2e-2, atol=2e-2 * np.abs(reference[1]).max())
+
+
+def test_unknown_modes_and_bad_configs_are_refused(tmp_path):
+    src = save(lookup_and_head(), tmp_path / "src")
+    with pytest.raises(EdgecompError, match="unknown quantization"):
+        quantize_model(src, tmp_path / "x", "int3")
+    with pytest.raises(EdgecompError, match="4 or 8 bits"):
+        WeightOnlyConfig(bits=2)
+    with pytest.raises(EdgecompError, match="power of two"):
+        WeightOnlyConfig(block_size=48)
