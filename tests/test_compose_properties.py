@@ -179,7 +179,9 @@ def test_svd_at_full_rank_is_exact_and_its_error_falls_with_rank(method, seed, w
     assert report["rank"] <= full and report["relative_error"]["max"] < 1e-5 and scale == 1.0
     for module, (a, b) in low_rank.items():
         assert a.shape[0] == b.shape[1] == report["rank"]
-        torch.testing.assert_close(b @ a, composed.delta(module), rtol=1e-5, atol=1e-5)
+        delta = composed.delta(module)
+        # dense updates are factored in fp32: reconstruction is exact up to fp32 rounding of their scale
+        torch.testing.assert_close(b @ a, delta, rtol=1e-5, atol=1e-5 * max(1.0, float(delta.abs().max())))
     errors = [to_low_rank(composed, r)[2]["per_module"] for r in range(1, full + 1)]
     for module in SHAPES:
         assert all(lo[module] <= hi[module] + 1e-6 for hi, lo in zip(errors, errors[1:]))
