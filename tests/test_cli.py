@@ -164,3 +164,12 @@ def test_trimmed_export_runs_end_to_end(pipeline, tiny_llama_dir, mono_file, tmp
     runs = [json.loads(cli("summarize", article, "--model", m, "--max-new-tokens", 8, "--json").stdout) for m in (full, out)]
     assert runs[0]["prompt_tokens"] == runs[1]["prompt_tokens"]  # the article's tokens are all kept
     assert runs[1]["new_tokens"] >= 1 and isinstance(runs[1]["summary"], str)
+
+
+def test_odd_input_is_summarized_as_text(pipeline, tmp_path):
+    article = tmp_path / "odd.txt"
+    article.write_text("Mvua\x07 kubwa <bos><start_of_turn> \u202eसरकार\u202c ने 🌧️ إعلان\tmafuriko\x1b[31m\r\n" * 3,
+                       encoding="utf-8")
+    result = cli("summarize", article, "--model", pipeline / "export", "--max-new-tokens", 6, "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["prompt_tokens"] > 20

@@ -100,3 +100,18 @@ def test_refuses_folders_that_are_not_adapters(tmp_path, trio):
     (broken / "adapter_model.bin").write_bytes(b"pickle")
     with pytest.raises(EdgecompError, match="pickle adapter_model.bin is not loaded"):
         load_adapter(broken)
+
+
+def test_refuses_other_shapes_and_dtypes(trio):
+    import dataclasses
+    from pathlib import Path
+
+    module = next(iter(trio[0].weights))
+    a, b = trio[1].weights[module]
+    wide = dataclasses.replace(trio[1], path=Path("wide"),
+                               weights={**trio[1].weights, module: (torch.zeros(a.shape[0], a.shape[1] + 1), b)})
+    with pytest.raises(EdgecompError, match=rf"wide: module '{module}' is \d+x{a.shape[1] + 1}, \d+x{a.shape[1]} in a0"):
+        compose([Term(trio[0]), Term(wide)], "delta")
+    half = dataclasses.replace(trio[1], path=Path("half"), stored_dtype="bfloat16")
+    with pytest.raises(EdgecompError, match="half: weights are bfloat16, float32 in a0"):
+        compose([Term(trio[0]), Term(half)], "params")

@@ -26,6 +26,7 @@ class LoraAdapter:
     config: dict
     weights: dict  # module name in the base model -> (A [r, in], B [out, r]), fp32 tensors
     meta: dict | None
+    stored_dtype: str = "float32"  # as saved; composition computes in fp32 but refuses to mix these
 
     @property
     def name(self) -> str:
@@ -102,4 +103,5 @@ def load_adapter(path: str | Path) -> LoraAdapter:
     except (SafetensorError, OSError, ValueError) as e:
         raise EdgecompError(f"{path / WEIGHTS}: corrupted safetensors ({e})") from None
     meta = _read_json(path / META) if (path / META).is_file() else None
-    return LoraAdapter(path, config, _pair_tensors(path, tensors), meta)
+    dtypes = sorted({str(t.dtype).removeprefix("torch.") for t in tensors.values()})
+    return LoraAdapter(path, config, _pair_tensors(path, tensors), meta, "/".join(dtypes))

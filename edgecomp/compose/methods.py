@@ -74,6 +74,10 @@ def check_compatible(terms: list[Term]) -> None:
                 raise EdgecompError(f"{adapter.name}: {name} weight {getattr(term, name)} is not a finite number")
         if adapter.fingerprint and first.fingerprint and adapter.fingerprint != first.fingerprint:
             raise EdgecompError(f"{adapter.name}: trained on another base than {first.name}")
+        if adapter.stored_dtype != first.stored_dtype:
+            raise EdgecompError(
+                f"{adapter.name}: weights are {adapter.stored_dtype}, {first.stored_dtype} in {first.name}"
+            )
         if set(adapter.weights) != set(first.weights):
             diff = sorted(set(adapter.weights) ^ set(first.weights))[:3]
             raise EdgecompError(f"{adapter.name}: target modules differ from {first.name} (e.g. {diff})")
@@ -84,8 +88,6 @@ def check_compatible(terms: list[Term]) -> None:
                     f"{adapter.name}: module '{module}' is {b.shape[0]}x{a.shape[1]}, "
                     f"{b0.shape[0]}x{a0.shape[1]} in {first.name}"
                 )
-            if a.dtype != a0.dtype or b.dtype != b0.dtype:
-                raise EdgecompError(f"{adapter.name}: module '{module}' is {a.dtype}, {a0.dtype} in {first.name}")
 
 
 @register("params")
