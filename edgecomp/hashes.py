@@ -8,22 +8,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 
 from .fsutil import sha256_file, write_json
-
-
-def _memo_dir() -> Path:
-    from platformdirs import user_cache_dir
-
-    return Path(os.environ.get("EDGECOMP_HOME") or user_cache_dir("edgecomp")) / "hashes"
+from .models.cache import home
 
 
 def remembered_sha256(path: Path) -> str:
     stat = path.stat()
     stamp = [str(path.resolve()), stat.st_size, stat.st_mtime_ns]
-    memo = _memo_dir() / (hashlib.sha256(json.dumps(stamp).encode()).hexdigest()[:32] + ".json")
+    memo = home() / "hashes" / (hashlib.sha256(json.dumps(stamp).encode()).hexdigest()[:32] + ".json")
     if memo.is_file():
         try:
             return json.loads(memo.read_text())["sha256"]
