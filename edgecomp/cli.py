@@ -171,8 +171,12 @@ def merge_export(
     lambda_s: Optional[float] = LAMBDA_S, explain: bool = EXPLAIN,
     merge_base: str = typer.Option("original", help="'original' full-precision base or 'dequantized' NF4 weights."),
     base: Optional[str] = typer.Option(None, help=BASE_HELP + " Default: the adapters' base."),
-    quantize: str = typer.Option("none", help="none (fp32), fp16 (GPUs), int8 (8-bit weight blocks, within 4% "
-                                 "of fp32 perplexity) or int4 (4-bit blocks, 8-bit embedding; GGUF-sized)."),
+    quantize: str = typer.Option("none", help="none (fp32), fp16 (GPUs), int8 (8-bit weight blocks) or int4 "
+                                 "(4-bit blocks chosen by GPTQ on calibration text, 8-bit embedding; GGUF-sized)."),
+    graph: str = typer.Option("auto", help="ONNX graph: 'edgecomp' (compact, fast decode; Llama and Gemma3), "
+                              "'optimum' (any architecture optimum exports) or 'auto' (edgecomp where it can)."),
+    calibration: List[Path] = typer.Option([], "--calibration", help="int4: text files (.txt lines) GPTQ "
+                                           "calibrates on (default: multilingual FLORES lines shipped with edgecomp)."),
     trim_vocab: List[Path] = typer.Option([], "--trim-vocab", help="Keep only the vocabulary these files use "
                                           "(.txt lines, .jsonl text/summary) plus special, byte-fallback and prompt "
                                           "tokens: smaller embedding/LM head, faster decoding."),
@@ -188,7 +192,7 @@ def merge_export(
                                language_adapters, lambda_t, lambda_s, explain)
         return run_export(resolved, out, base=base, merge_base=merge_base, quantize=quantize, force=force,
                           allow_pickle=allow_pickle, trust_remote_code=trust_remote_code,
-                          trim_corpus=list(trim_vocab) or None)
+                          trim_corpus=list(trim_vocab) or None, graph=graph, calibration=list(calibration) or None)
 
     _call(run)
     typer.echo(f"wrote {out}")

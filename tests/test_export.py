@@ -4,6 +4,7 @@ embedding / LM head once), fp16 runs, writes are atomic."""
 from __future__ import annotations
 
 import json
+import shutil
 from collections import Counter
 from pathlib import Path
 
@@ -48,6 +49,8 @@ def raw_onnx_logits(model_path: Path, ids: list[int]) -> np.ndarray:
             feeds[spec.name] = np.ones((1, len(ids)), dtype=np.int64)
         elif spec.name == "position_ids":
             feeds[spec.name] = np.arange(len(ids), dtype=np.int64)[None]
+        elif spec.name == "logits_to_keep":
+            feeds[spec.name] = np.array(0, dtype=np.int64)  # every position
         else:  # past_key_values.*: [batch, kv_heads, past, head_dim], past empty
             _, heads, _, head_dim = spec.shape
             feeds[spec.name] = np.zeros((1, heads, 0, head_dim), dtype=np.float32)
@@ -188,6 +191,9 @@ def test_quantize_keeps_external_data_format(exported, tmp_path, mode):
     src.mkdir()
     model = onnx.load(str(exported["none"][0] / "model.onnx"))
     onnx.save_model(model, src / "model.onnx", save_as_external_data=True, location="model.onnx_data", size_threshold=0)
+    for extra in exported["none"][0].iterdir():  # config and tokenizer: int4's GPTQ calibrates with them
+        if not extra.name.startswith("model.onnx"):
+            shutil.copy2(extra, src / extra.name)
     assert external_data_files(src / "model.onnx") == ["model.onnx_data"]
 
     dst = quantize_onnx(src, tmp_path / "dst", mode)

@@ -64,7 +64,10 @@ def lookup_and_head(tied: bool = True, seed: int = 0) -> onnx.ModelProto:
 
 def run(model: onnx.ModelProto, ids: np.ndarray, hidden: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    embedded, logits = session.run(["embedded", "logits"], {"input_ids": ids, "hidden": hidden})
+    feed = {"input_ids": ids, "hidden": hidden}
+    if any(i.name == "logits_to_keep" for i in session.get_inputs()):  # quantize_model adds it: 0 = all
+        feed["logits_to_keep"] = np.array(0, dtype=np.int64)
+    embedded, logits = session.run(["embedded", "logits"], feed)
     return embedded, logits
 
 
@@ -200,7 +203,7 @@ def save(model: onnx.ModelProto, folder: Path) -> Path:
 def test_fp16_mode_keeps_float32_inputs_and_outputs(tmp_path):
     src = save(lookup_and_head(), tmp_path / "src")
     report = quantize_model(src, tmp_path / "fp16", "fp16")
-    assert report == {"mode": "fp16", "tied_lm_head": True}
+    assert report == {"mode": "fp16", "tied_lm_head": True, "logits_to_keep": True}
     model = onnx.load(str(tmp_path / "fp16" / "model.onnx"))
     assert {v.type.tensor_type.elem_type for v in model.graph.output} == {TensorProto.FLOAT}
     floats = [t for t in model.graph.initializer if t.data_type in (TensorProto.FLOAT, TensorProto.FLOAT16)]

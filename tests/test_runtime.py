@@ -269,19 +269,22 @@ def test_long_article_is_summarized_by_chunks(onnx_model):
         summarize(onnx_model, long_text, max_chunks=0)
 
 
-def test_logits_to_keep_patch(export_dir, onnx_model, tmp_path):
-    """The patched graph computes the same logits (all positions with 0, the last with 1), prefills
-    in one pass, and generates the same tokens."""
+def test_logits_to_keep_patch(export_dir, onnx_model, tiny_base, tmp_path):
+    """Every export carries ``logits_to_keep``; the patched graph computes the unpatched graph's
+    logits (all positions with 0, the last with 1), prefills in one pass, and generates the same
+    tokens."""
     import shutil
 
-    from edgecomp.runtime.graph_patch import add_logits_to_keep
+    from edgecomp.export.logits_to_keep import add_logits_to_keep
+    from edgecomp.export.onnx import export_onnx
 
-    patched_dir = tmp_path / "patched"
-    shutil.copytree(export_dir, patched_dir)
-    assert add_logits_to_keep(patched_dir / "model.onnx")
-    assert not add_logits_to_keep(patched_dir / "model.onnx")  # already there
-    (patched_dir / "edgecomp-export.json").unlink()  # patched after export: its hashes no longer hold
-    patched = OnnxCausalLM.load(patched_dir)
+    assert not add_logits_to_keep(export_dir / "model.onnx")  # already there: the file is untouched
+    raw_dir = tmp_path / "raw"
+    export_onnx(tiny_base, raw_dir)
+    for extra in export_dir.iterdir():
+        if not extra.name.startswith("model.onnx") and extra.name != "edgecomp-export.json":
+            shutil.copy2(extra, raw_dir / extra.name)
+    patched, onnx_model = onnx_model, OnnxCausalLM.load(raw_dir)  # onnx_model: the unpatched graph below
     assert patched.decoder.has_logits_to_keep and not onnx_model.decoder.has_logits_to_keep
     prompt = prompts(onnx_model)[2]
     ids = np.array([prompt])

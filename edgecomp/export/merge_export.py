@@ -57,6 +57,8 @@ def merge_export(
     allow_pickle: bool = False,
     trust_remote_code: bool = False,
     trim_corpus: list[Path] | None = None,
+    graph: str = "auto",
+    calibration: list[Path] | None = None,
 ) -> dict:
     from ..models.cache import cached_entry
     from ..models.fingerprint import weights_fingerprint
@@ -70,9 +72,14 @@ def merge_export(
     _check_fingerprints(resolved, base_model.name, fingerprint)
     from .quantize import QUANTIZER_VERSION
 
-    trim = {"trim": [sha256_file(p) for p in trim_corpus]} if trim_corpus else {}
+    from .onnx import chosen_graph
+
+    graph = chosen_graph(base_model.path, graph)
+    extra = {"trim": [sha256_file(p) for p in trim_corpus]} if trim_corpus else {}
+    if calibration and quantize == "int4":
+        extra["calibration"] = [sha256_file(p) for p in calibration]
     key = resolved.digest(base=fingerprint, merge_base=merge_base, quantize=quantize, edgecomp=__version__,
-                          quantizer=QUANTIZER_VERSION, **trim)
+                          quantizer=QUANTIZER_VERSION, graph=graph, **extra)
     manifest = {
         "base": {"name": base_model.name, "fingerprint": fingerprint},
         "spec_sha256": key,
@@ -91,7 +98,7 @@ def merge_export(
                 merged = merged_checkpoint(base_model.path, composed, merge_base, Path(tmp) / "merged",
                                            allow_pickle=allow_pickle, trust_remote_code=trust_remote_code)
             export_checkpoint(merged, entry / EXPORT_DIR, quantize=quantize, manifest=manifest,
-                              trim_corpus=trim_corpus)
+                              trim_corpus=trim_corpus, graph=graph, calibration=calibration)
         return {"spec_sha256": key}
 
     cached = cached_entry("exports", key[:32], build) / EXPORT_DIR

@@ -1,8 +1,10 @@
-"""PyTorch checkpoint → fp32 ONNX decoder with KV cache, through optimum's exporter.
+"""PyTorch checkpoint → fp32 ONNX decoder with KV cache: edgecomp's own graph or optimum's.
 
-optimum knows how to trace each architecture (Llama, Gemma3's sliding-window layers, ...) into a
-``text-generation-with-past`` graph; we only check up front that the checkpoint is one it can take,
-so a user sees one clear line instead of a traceback from deep inside the tracer.
+``graph="auto"`` writes edgecomp's compact graph (:mod:`edgecomp.export.decoder_graph`) for the
+architectures it knows (Llama, Gemma3 text) and lets optimum trace every other one; both are the
+same ``text-generation-with-past`` interface and both are verified against PyTorch afterwards.
+For optimum we check up front that the checkpoint is one it can take, so a user sees one clear
+line instead of a traceback from deep inside the tracer.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from pathlib import Path
 from ..errors import EdgecompError
 
 TASK = "text-generation-with-past"
+GRAPHS = ("auto", "edgecomp", "optimum")
 
 
 def _check_checkpoint(checkpoint_dir: Path) -> None:
@@ -36,15 +39,33 @@ def _check_checkpoint(checkpoint_dir: Path) -> None:
         raise EdgecompError(f"optimum cannot export model type {model_type!r} for {TASK}")
 
 
-def export_onnx(checkpoint_dir: Path, work_dir: Path) -> Path:
+def chosen_graph(checkpoint_dir: Path, graph: str = "auto") -> str:
+    """Which graph ``graph`` means for this checkpoint: ``edgecomp`` or ``optimum``."""
+    from .decoder_graph import unsupported
+
+    if graph not in GRAPHS:
+        raise EdgecompError(f"unknown graph {graph!r}; choose one of {', '.join(GRAPHS)}")
+    if graph != "auto":
+        return graph
+    config_path = Path(checkpoint_dir) / "config.json"
+    if not config_path.is_file():
+        raise EdgecompError(f"{checkpoint_dir} has no config.json; is it a Hugging Face checkpoint?")
+    return "optimum" if unsupported(json.loads(config_path.read_text(encoding="utf-8"))) else "edgecomp"
+
+
+def export_onnx(checkpoint_dir: Path, work_dir: Path, graph: str = "auto") -> Path:
     """Export ``checkpoint_dir`` into ``work_dir`` (fp32, local files only); return ``model.onnx``.
 
     Weights over the 2 GB protobuf limit go to an external data file next to ``model.onnx``.
     """
+    checkpoint_dir, work_dir = Path(checkpoint_dir), Path(work_dir)
+    if chosen_graph(checkpoint_dir, graph) == "edgecomp":
+        from .decoder_graph import build_decoder_graph
+
+        return build_decoder_graph(checkpoint_dir, work_dir)
     from optimum.exporters.onnx import main_export
     from torch.jit import TracerWarning
 
-    checkpoint_dir, work_dir = Path(checkpoint_dir), Path(work_dir)
     _check_checkpoint(checkpoint_dir)
     with warnings.catch_warnings():
         # Tracing a decoder always warns that Python conditionals became constants; they are the

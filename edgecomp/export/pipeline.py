@@ -22,9 +22,9 @@ from ..data.prompts import prompt_ids
 from ..data.tokenizer import encoder, load_tokenizer
 from ..errors import EdgecompError
 from ..fsutil import atomic_dir, sha256_file, write_json
-from .onnx import export_onnx
+from .onnx import chosen_graph, export_onnx
 from .quantize import MODES, WeightOnlyConfig, quantize_model
-from .trim import corpus_lines, kept_ids, trim_onnx, write_id_map
+from .trim import IdMap, corpus_lines, kept_ids, trim_onnx, write_id_map
 from .verify import compare_quantized, onnx_logits, verify_logits
 
 MANIFEST = "edgecomp-export.json"
@@ -92,6 +92,8 @@ def export_checkpoint(
     trim_corpus: Sequence[str | Path] | None = None,
     keep_unused: bool = False,
     weight_config: WeightOnlyConfig | None = None,
+    graph: str = "auto",
+    calibration: Sequence[str | Path] | None = None,
 ) -> dict:
     """Export, verify, (trim,) quantize and write ``out_dir``; return the manifest written there.
 
@@ -106,6 +108,9 @@ def export_checkpoint(
     ``trim_corpus``: text files (``.txt`` lines, ``.jsonl`` text/summary fields) whose vocabulary
     the export keeps (see :mod:`edgecomp.export.trim`); the export then carries ``vocab_map.json``
     and the manifest a ``trim`` entry.
+
+    ``graph``: edgecomp's compact decoder graph, optimum's, or ``auto`` (see
+    :mod:`edgecomp.export.onnx`); ``calibration``: text files for int4's GPTQ (default: shipped).
     """
     checkpoint_dir, out_dir = Path(checkpoint_dir), Path(out_dir)
     if quantize not in MODES:
@@ -117,8 +122,9 @@ def export_checkpoint(
 
     with atomic_dir(out_dir, force) as tmp:
         work = tmp / ".fp32"
-        with _step("Exporting fp32 ONNX (optimum)"):
-            export_onnx(checkpoint_dir, work)
+        graph = chosen_graph(checkpoint_dir, graph)
+        with _step(f"Exporting fp32 ONNX ({graph} graph)"):
+            export_onnx(checkpoint_dir, work, graph)
         ids = verification_ids(checkpoint_dir)
         with _step(f"Verifying ONNX logits against PyTorch on {len(ids)} tokens"):
             verify = {"fp32": verify_logits(work, checkpoint_dir, ids)}
@@ -140,8 +146,10 @@ def export_checkpoint(
             trim |= {"corpus": [Path(p).name for p in trim_corpus], "corpus_lines": len(corpus),
                      "keep_unused": keep_unused, "map": "vocab_map.json"}
             ids = [int(np.searchsorted(kept, i)) for i in ids]  # all kept: extra_ids above
+            trim["map_ids"] = IdMap.from_kept(kept, trim["original_vocab_size"], tokenizer).to_trimmed_ids
         with _step("Writing fp32 model" if quantize == "none" else f"Quantizing to {quantize}"):
-            quantization = quantize_model(work, tmp, quantize, weight_config)
+            quantization = quantize_model(work, tmp, quantize, weight_config, tokenizer_dir=checkpoint_dir,
+                                          calibration=calibration, map_ids=trim.pop("map_ids") if trim else None)
         if quantize != "none":
             with _step(f"Measuring {quantize} against fp32"):
                 verify[quantize] = compare_quantized(tmp, work, checkpoint_dir, ids)
@@ -154,7 +162,8 @@ def export_checkpoint(
         shutil.rmtree(work)
 
         files = {p.name: sha256_file(p) for p in sorted(tmp.iterdir())}
-        result = {**manifest, "quantize": quantize, "quantization": quantization, "verify": verify, "files": files}
+        result = {**manifest, "graph": graph, "quantize": quantize, "quantization": quantization, "verify": verify,
+                  "files": files}
         if trim is not None:
             result["trim"] = trim
         write_json(tmp / MANIFEST, result)

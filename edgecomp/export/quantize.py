@@ -45,19 +45,23 @@ only the ratios mean much):
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Callable, Sequence
 
 import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
 from ..errors import EdgecompError
+from .logits_to_keep import add_logits_to_keep_proto
+from .gptq import GPTQConfig, calibration_lines, collect_hessians, gptq_blocks, sequences_for
 
 MODES = ("none", "fp16", "int8", "int4")
 # Bumped whenever a mode's output changes (2: int8 became weight-only MatMulNBits, int4 got the
-# shared 8-bit embedding); export caches should key on it.
-QUANTIZER_VERSION = 2
+# shared 8-bit embedding; 3: int4 by GPTQ, every mode with logits_to_keep); export caches key on it.
+QUANTIZER_VERSION = 3
 
 
 @dataclass(frozen=True)
@@ -82,15 +86,19 @@ class WeightOnlyConfig:
     head_bits: int = 8
     quantize_embedding: bool = True
     eight_bit: tuple[str, ...] = ()
+    gptq: GPTQConfig | None = None  # 4-bit MatMuls chosen by GPTQ on calibration text, else rounded
+    head_block_size: int | None = None  # the LM head's (and shared embedding's) blocks; None: block_size
 
     def __post_init__(self):
         if self.bits not in (4, 8) or self.head_bits not in (4, 8):
             raise EdgecompError("weight-only quantization takes 4 or 8 bits")
-        if self.block_size < 16 or self.block_size & (self.block_size - 1):
-            raise EdgecompError("block_size must be a power of two, at least 16")
+        for block in (self.block_size, self.head_block_size or self.block_size):
+            if block < 16 or block & (block - 1):
+                raise EdgecompError("block_size must be a power of two, at least 16")
 
     def describe(self) -> dict:
-        return {**asdict(self), "eight_bit": list(self.eight_bit)}
+        gptq = self.gptq.describe() if self.gptq else None
+        return {**asdict(self), "eight_bit": list(self.eight_bit), "gptq": gptq}
 
     def bits_for(self, node_name: str) -> int:
         return 8 if any(part in node_name for part in self.eight_bit) else self.bits
@@ -99,11 +107,12 @@ class WeightOnlyConfig:
 # What ``int8`` and ``int4`` mean (benchmarks/quantization_table.py measured the alternatives on
 # Gemma3 270M, whose weights come from a Q4_K_M GGUF: see the module docstring).
 INT8 = WeightOnlyConfig(bits=8, head_bits=8)
-INT4 = WeightOnlyConfig(bits=4, head_bits=8)
+INT4 = WeightOnlyConfig(bits=4, head_bits=8, gptq=GPTQConfig())
 
 
 def block_quantize(rows: np.ndarray, bits: int, block_size: int, symmetric: bool):
-    """Quantize each row of ``rows`` [N, K] in blocks of ``block_size`` along K, MatMulNBits' layout.
+    """Quantize each row of ``rows`` [N, K] in blocks of ``block_size`` along K, MatMulNBits' layout,
+    rounding to nearest.
 
     Returns ``packed`` [N, k_blocks, block_size * bits / 8] uint8 (4-bit: two values a byte, low
     nibble first), ``scales`` [N, k_blocks] float32 and ``zero_points`` ([N, ceil(k_blocks * bits / 8)]
@@ -141,16 +150,22 @@ def block_quantize(rows: np.ndarray, bits: int, block_size: int, symmetric: bool
             zero = np.where(scale == 0, 8, np.clip(np.rint(-lo / safe), 0, levels))
             q = np.clip(np.rint(x / safe[..., None] + zero[..., None]), 0, levels)
             zeros[start : start + len(x)] = zero
-        q = q.astype(np.uint8)
-        if bits == 4:
-            q = q[..., 0::2] | (q[..., 1::2] << 4)
-        packed[start : start + len(x)] = q
+        packed[start : start + len(x)] = pack_codes(q.astype(np.uint8), bits)
         scales[start : start + len(x)] = scale
-    if zeros is not None:
-        if k_blocks % 2:
-            zeros = np.pad(zeros, ((0, 0), (0, 1)))
-        zeros = zeros[:, 0::2] | (zeros[:, 1::2] << 4)
-    return packed, scales, zeros
+    return packed, scales, None if zeros is None else pack_zero_points(zeros)
+
+
+def pack_codes(codes: np.ndarray, bits: int) -> np.ndarray:
+    """Codes [N, k_blocks, block] (0..2^bits-1) → MatMulNBits bytes (4-bit: low nibble first)."""
+    codes = codes.astype(np.uint8, copy=False)
+    return codes[..., 0::2] | (codes[..., 1::2] << 4) if bits == 4 else codes
+
+
+def pack_zero_points(zeros: np.ndarray) -> np.ndarray:
+    """4-bit zero points [N, k_blocks] → MatMulNBits' [N, ceil(k_blocks / 2)] (pairs a byte)."""
+    if zeros.shape[1] % 2:
+        zeros = np.pad(zeros, ((0, 0), (0, 1)))
+    return zeros[:, 0::2] | (zeros[:, 1::2] << 4)
 
 
 def dequantize_blocks(packed: np.ndarray, scales: np.ndarray, zero_points: np.ndarray | None, bits: int) -> np.ndarray:
@@ -290,9 +305,18 @@ class _Rewriter:
         self.dropped: set[str] = set()  # node names removed without replacement
         self.bits_used: dict[int, int] = {}
 
-    def packed(self, rows: np.ndarray, prefix: str, bits: int) -> tuple[dict, np.ndarray | None]:
-        """Quantize ``rows`` [N, K] into new initializers; return their names and the zero points."""
-        packed, scales, zero_points = block_quantize(rows, bits, self.config.block_size, self.config.symmetric)
+    def packed(
+        self, rows: np.ndarray, prefix: str, bits: int, hessian: np.ndarray | None = None, block: int | None = None
+    ) -> tuple[dict, np.ndarray | None]:
+        """Quantize ``rows`` [N, K] into new initializers (by GPTQ when given the inputs' Hessian)
+        in blocks of ``block`` (default the configuration's); return their names and zero points."""
+        block = block or self.config.block_size
+        if hessian is not None:
+            codes, scales, zeros = gptq_blocks(rows, hessian, bits=bits, block_size=block, config=self.config.gptq)
+            packed = pack_codes(codes.reshape(len(codes), -1, block), bits)
+            zero_points = pack_zero_points(zeros)
+        else:
+            packed, scales, zero_points = block_quantize(rows, bits, block, self.config.symmetric)
         names = {"data": f"{prefix}_Q{bits}", "scales": f"{prefix}_scales"}
         self.new_inits += [numpy_helper.from_array(packed, names["data"]), numpy_helper.from_array(scales, names["scales"])]
         if zero_points is not None:
@@ -301,11 +325,11 @@ class _Rewriter:
         self.bits_used[bits] = self.bits_used.get(bits, 0) + rows.size
         return names, zero_points
 
-    def matmul_nbits(self, node: onnx.NodeProto, names: dict, k: int, n: int, bits: int) -> None:
+    def matmul_nbits(self, node: onnx.NodeProto, names: dict, k: int, n: int, bits: int, block: int | None = None) -> None:
         inputs = [node.input[0], names["data"], names["scales"]] + (
             [names["zero_points"]] if "zero_points" in names else []
         )
-        attributes = {"K": int(k), "N": int(n), "bits": bits, "block_size": self.config.block_size}
+        attributes = {"K": int(k), "N": int(n), "bits": bits, "block_size": block or self.config.block_size}
         if self.config.accuracy_level:
             attributes["accuracy_level"] = self.config.accuracy_level
         self.replaced[node.name] = [
@@ -342,15 +366,15 @@ def _embedding_and_head(rw: _Rewriter) -> dict:
     if any(not n.name for n in (found.gather, found.head) if n is not None):
         raise EdgecompError("the embedding or LM head node has no name; cannot rewrite the graph")
     vocab, hidden = inits[found.table].dims
-    bits, block = config.head_bits, config.block_size
+    bits, block = config.head_bits, config.head_block_size or config.block_size
     table = numpy_helper.to_array(inits[found.table]).astype(np.float32, copy=False)
     report: dict = {"vocab": int(vocab), "hidden": int(hidden), "tied": found.tied, "bits": bits}
 
     head_names = head_zero_points = None
     if found.head is not None:
         rows = table if found.tied else numpy_helper.to_array(inits[found.head_weight]).T
-        head_names, head_zero_points = rw.packed(rows, "lm_head.weight", bits)
-        rw.matmul_nbits(found.head, head_names, hidden, vocab, bits)
+        head_names, head_zero_points = rw.packed(rows, "lm_head.weight", bits, block=block)
+        rw.matmul_nbits(found.head, head_names, hidden, vocab, bits, block)
         if found.head_weight is None:  # the head read tie_lm_head's Transpose of the table
             rw.dropped.update(n.name for n in model.graph.node if n.op_type == "Transpose" and n.input[0] == found.table)
         report["head"] = f"MatMulNBits {bits}-bit"
@@ -361,7 +385,7 @@ def _embedding_and_head(rw: _Rewriter) -> dict:
     if found.tied and head_names is not None:
         names, zero_points, shared = head_names, head_zero_points, True
     else:
-        (names, zero_points), shared = rw.packed(table, "embed_tokens.weight", bits), False
+        (names, zero_points), shared = rw.packed(table, "embed_tokens.weight", bits, block=block), False
     k_blocks = hidden // block
     prefix = found.gather.name
     scales_3d, out_4d = f"{prefix}_scales_3d", f"{prefix}_blocks"
@@ -394,24 +418,46 @@ def _embedding_and_head(rw: _Rewriter) -> dict:
     return report
 
 
-def quantize_weight_only(model: onnx.ModelProto, config: WeightOnlyConfig = INT4) -> tuple[onnx.ModelProto, dict]:
-    """MatMulNBits for every MatMul by a constant 2-D weight, the embedding and head per ``config``
-    (in place; returns the model and what was done)."""
-    rw = _Rewriter(model, config)
-    report = _embedding_and_head(rw)
-    done = set(rw.replaced)
+def _matmul_weights(model: onnx.ModelProto, config: WeightOnlyConfig, skip: set[str]):
+    """(node, weight initializer, bits) for every named MatMul by a constant 2-D fp32 weight."""
+    inits = _initializers(model)
     for node in model.graph.node:
-        if node.op_type != "MatMul" or node.name in done or not node.name:
+        if node.op_type != "MatMul" or node.name in skip or not node.name:
             continue
-        weight = rw.inits.get(node.input[1])
+        weight = inits.get(node.input[1])
         if weight is None or len(weight.dims) != 2 or weight.data_type != onnx.TensorProto.FLOAT:
             continue
-        bits = config.bits_for(node.name)
+        yield node, weight, config.bits_for(node.name)
+
+
+def gptq_inputs(model: onnx.ModelProto, config: WeightOnlyConfig) -> list[str]:
+    """The activations whose Hessians GPTQ needs: inputs of the 4-bit MatMuls (not the LM head)."""
+    found = find_embedding_and_head(model)
+    head = {found.head.name} if found is not None and found.head is not None else set()
+    names = {node.input[0] for node, _, bits in _matmul_weights(model, config, head) if bits == 4}
+    return sorted(names)
+
+
+def quantize_weight_only(
+    model: onnx.ModelProto, config: WeightOnlyConfig = INT4, hessians: dict[str, np.ndarray] | None = None
+) -> tuple[onnx.ModelProto, dict]:
+    """MatMulNBits for every MatMul by a constant 2-D weight, the embedding and head per ``config``
+    (in place; returns the model and what was done). A MatMul whose input has a Hessian in
+    ``hessians`` (see :func:`gptq_inputs`) is quantized by GPTQ, the others by rounding."""
+    rw = _Rewriter(model, config)
+    report = _embedding_and_head(rw)
+    hessians = hessians or {}
+    by_gptq = 0
+    for node, weight, bits in list(_matmul_weights(model, config, set(rw.replaced))):
         k, n = weight.dims
-        names, _ = rw.packed(numpy_helper.to_array(weight).T, node.input[1], bits)
+        hessian = hessians.get(node.input[0]) if bits == 4 and not config.symmetric else None
+        names, _ = rw.packed(numpy_helper.to_array(weight).T, node.input[1], bits, hessian)
         rw.matmul_nbits(node, names, k, n, bits)
+        by_gptq += hessian is not None
     rw.finish()
     report["weights_by_bits"] = {str(b): int(c) for b, c in sorted(rw.bits_used.items())}
+    if hessians:
+        report["gptq_matmuls"] = by_gptq
     return model, report
 
 
@@ -438,12 +484,22 @@ def _save(model: onnx.ModelProto, dst: Path, external: bool) -> None:
 
 
 def quantize_model(
-    src_dir: Path, dst_dir: Path, mode: str, config: WeightOnlyConfig | None = None
+    src_dir: Path,
+    dst_dir: Path,
+    mode: str,
+    config: WeightOnlyConfig | None = None,
+    *,
+    tokenizer_dir: Path | None = None,
+    calibration: Sequence[str | Path] | None = None,
+    map_ids: Callable[[list[int]], list[int]] | None = None,
 ) -> dict:
     """Write ``src_dir/model.onnx`` quantized per ``mode`` to ``dst_dir/model.onnx``; return what
     was done (``mode``; for int8/int4 the configuration and how the embedding / head are stored).
 
-    ``config`` overrides :data:`INT8` / :data:`INT4` (the benchmark's variants). The result keeps
+    ``config`` overrides :data:`INT8` / :data:`INT4` (the benchmark's variants). With GPTQ in the
+    configuration, ``calibration`` text files (default: the shipped ``calibration.txt``) are
+    tokenized with the tokenizer in ``tokenizer_dir`` (default ``src_dir``), then ``map_ids`` (a
+    trimmed graph's :meth:`~edgecomp.export.trim.IdMap.to_trimmed_ids`). The result keeps
     its weights in an external data file when the source did. A tied LM head is stored once.
     """
     if mode not in MODES:
@@ -455,14 +511,35 @@ def quantize_model(
     model = onnx.load(str(src))
     if mode in ("int8", "int4"):
         config = config or (INT8 if mode == "int8" else INT4)
-        model, report["weights"] = quantize_weight_only(model, config)
+        hessians = None
+        if config.gptq is not None:
+            hessians = _calibrate(model, config, Path(tokenizer_dir or src_dir), Path(src_dir), calibration, map_ids)
+            report["calibration"] = {
+                "files": [Path(p).name for p in calibration] if calibration else ["calibration.txt (shipped)"],
+                "tokens": hessians.pop("__tokens__"),
+            }
+        model, report["weights"] = quantize_weight_only(model, config, hessians)
         report["config"] = config.describe()
     else:
         report["tied_lm_head"] = tie_lm_head(model)
         if mode == "fp16":
             model = convert_fp16(model)
+    # Last, so the quantizers above see optimum's graph: prompts then pay for one LM-head row.
+    report["logits_to_keep"] = add_logits_to_keep_proto(model) or "already"
     _save(model, dst, external)
     return report
+
+
+def _calibrate(model, config: WeightOnlyConfig, tokenizer_dir: Path, src_dir: Path, files, map_ids) -> dict:
+    """Hessians of the 4-bit MatMuls' inputs on the calibration text (plus ``__tokens__``)."""
+    from ..runtime.session import KVShape
+
+    sequences = sequences_for(tokenizer_dir, calibration_lines(files), config.gptq)
+    if map_ids is not None:
+        sequences = [map_ids(ids) for ids in sequences]
+    cfg = json.loads((src_dir / "config.json").read_text(encoding="utf-8"))
+    hessians = collect_hessians(model, gptq_inputs(model, config), sequences, KVShape.from_config(cfg))
+    return {**hessians, "__tokens__": sum(len(s) for s in sequences)}
 
 
 def quantize_onnx(

@@ -3,7 +3,7 @@
 The graph is what optimum exports for ``text-generation-with-past``: inputs ``input_ids``,
 ``attention_mask``, sometimes ``position_ids`` (Llama has them, Gemma3 derives positions from the
 cache length) and ``past_key_values.{i}.key/value``; outputs ``logits`` and ``present.{i}.key/value``.
-A graph patched by :func:`edgecomp.runtime.graph_patch.add_logits_to_keep` also takes
+A graph patched by :func:`edgecomp.export.logits_to_keep.add_logits_to_keep` also takes
 ``logits_to_keep`` (0: every position, k: the last k), so a prompt costs one lm_head row, not one
 per token. Everything that knows those names, and how the cache is stored, lives here.
 

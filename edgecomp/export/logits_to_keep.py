@@ -8,8 +8,8 @@ lm_head: ``logits_to_keep = 0`` keeps every position (the graph computes what it
 ``transformers``' ``logits_to_keep=0`` does), ``1`` only the last. The runtime sees the input and
 uses it (:class:`~edgecomp.runtime.session.DecoderSession`).
 
-Meant for the export step (it needs ``onnx``, which a device running summaries does not); the
-runtime never imports this module.
+The export step applies it to every export (:func:`edgecomp.export.quantize.quantize_model`); it
+needs ``onnx``, which a device running summaries does not, and the runtime never imports it.
 """
 
 from __future__ import annotations
@@ -40,9 +40,8 @@ def _lm_head_input(graph) -> tuple[str, list]:
 
 def add_logits_to_keep_proto(model) -> bool:
     """Patch a ModelProto in place; False if it already has the input."""
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
     import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
 
     graph = model.graph
     if any(i.name == INPUT for i in graph.input):
@@ -77,8 +76,6 @@ def add_logits_to_keep_proto(model) -> bool:
             if len(dims) == 3:
                 dims[1].Clear()
                 dims[1].dim_param = "logits_length"
-    if not any(t.data_location == TensorProto.EXTERNAL for t in graph.initializer):
-        onnx.checker.check_model(model)  # (with external data the checker wants the weight files)
     return True
 
 
@@ -94,6 +91,8 @@ def add_logits_to_keep(model_path: str | Path) -> bool:
     model = onnx.load(str(model_path), load_external_data=False)
     if not add_logits_to_keep_proto(model):
         return False
+    if not any(t.data_location == onnx.TensorProto.EXTERNAL for t in model.graph.initializer):
+        onnx.checker.check_model(model)  # (with external data the checker wants the weight files)
     tmp = model_path.with_name(model_path.name + ".tmp")
     onnx.save(model, str(tmp))
     tmp.replace(model_path)
