@@ -2,7 +2,8 @@
 
     EDGECOMP_HOME=/tmp/eh python benchmarks/quantization_table.py --work /tmp/qtable
 
-Exports the base once with optimum (fp32, ``--base`` or the embedded default), derives every
+Exports the base once (fp32, ``--base`` or the embedded default; edgecomp's graph where it
+applies, else optimum's), derives every
 variant from that graph with ``edgecomp.export.quantize`` (and, with ``--trim``, vocabulary-trimmed
 int4 exports per language with ``edgecomp.export.trim``), then scores each on the same held-out
 lines of the mono files: lines after the first 400 (those 400 ship in data/demo and
@@ -36,27 +37,24 @@ LANGS = ("en", "sw", "hi", "vi")
 TOKENIZER_FILES = ("config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
                    "special_tokens_map.json")
 
-Q4K_M_LIKE = ("q_proj", "k_proj", "v_proj", "gate_proj", "up_proj")  # 8-bit; o_proj, down_proj 4-bit
+import dataclasses  # noqa: E402
 
-# name → (mode, weight-only configuration or None for the mode's own). "dynamic" is the former
-# int8 (onnxruntime's quantize_dynamic), kept here for comparison.
+from edgecomp.export.quantize import INT4, INT8  # noqa: E402
+
+# name → (mode, weight-only configuration or None for the mode's own); "dynamic" (onnxruntime's
+# quantize_dynamic, MatMulInteger with per-tensor activation scales) can be added for comparison.
 VARIANTS: dict[str, tuple[str, WeightOnlyConfig | None]] = {
     "fp32": ("none", None),
     "fp16": ("fp16", None),
-    "int8: q8 b32, shared q8 head+embedding": ("int8", None),
-    "int4: int4 b32 asym, shared q8 head+embedding": ("int4", None),
-    "former int8: dynamic MatMulInteger, fp32 embedding": ("dynamic", None),
-    "former int4: int4 b32 asym, q4 head, fp32 embedding": ("int4", WeightOnlyConfig(head_bits=4, quantize_embedding=False)),
-    "int4 b32 asym, shared q4 head+embedding": ("int4", WeightOnlyConfig(head_bits=4)),
-    "int4 b32 sym, shared q8 head+embedding": ("int4", WeightOnlyConfig(symmetric=True)),
-    "int4 b16 asym, shared q8 head+embedding": ("int4", WeightOnlyConfig(block_size=16)),
-    "int4 b64 asym, shared q8 head+embedding": ("int4", WeightOnlyConfig(block_size=64)),
-    "int4 b32 asym acc0, shared q8 head+embedding": ("int4", WeightOnlyConfig(accuracy_level=0)),
-    "int4 attention + q8 MLP, shared q8 head+embedding": ("int4", WeightOnlyConfig(eight_bit=("mlp/",))),
-    "q8 attention + int4 MLP, shared q8 head+embedding": ("int4", WeightOnlyConfig(eight_bit=("self_attn/",))),
-    "int4 o/down + q8 q/k/v/gate/up, shared q8 head+embedding": ("int4", WeightOnlyConfig(eight_bit=Q4K_M_LIKE)),
-    "q8 b64, shared q8 head+embedding": ("int8", WeightOnlyConfig(bits=8, block_size=64)),
-    "q8 b128, shared q8 head+embedding": ("int8", WeightOnlyConfig(bits=8, block_size=128)),
+    "int8: q8 b32, smoothed q8 head+embedding": ("int8", None),
+    "int8 without head smoothing": ("int8", dataclasses.replace(INT8, smooth_head=False)),
+    "int4: GPTQ + input scales b32, smoothed q8 head+embedding b128": ("int4", None),
+    "int4 round-to-nearest b32, q8 head b32 (before this change)": (
+        "int4", WeightOnlyConfig(bits=4, head_bits=8, smooth_head=False)),
+    "int4 GPTQ without input scales": (
+        "int4", dataclasses.replace(INT4, gptq=dataclasses.replace(INT4.gptq, scale_inputs=False))),
+    "int4 GPTQ, head b64": ("int4", dataclasses.replace(INT4, head_block_size=64)),
+    "int4 GPTQ + q8 gate/up": ("int4", dataclasses.replace(INT4, eight_bit=("mlp/gate_up_proj",))),
 }
 
 
@@ -75,7 +73,7 @@ def base_checkpoint(spec: str | None) -> Path:
 
 
 def raw_export(checkpoint: Path, work: Path) -> Path:
-    """optimum's fp32 graph, untouched (every variant starts from it)."""
+    """The export step's fp32 graph, untouched (every variant starts from it)."""
     from edgecomp.export.onnx import export_onnx
 
     raw = work / "raw-fp32"
@@ -91,6 +89,7 @@ def build(raw: Path, out: Path, mode: str, config: WeightOnlyConfig | None) -> d
     if not (out / "model.onnx").is_file():
         tmp = out.with_name(out.name + ".tmp")
         shutil.rmtree(tmp, ignore_errors=True)
+        start = time.perf_counter()
         if mode == "dynamic":
             from onnxruntime.quantization import QuantType, quantize_dynamic
 
@@ -100,6 +99,7 @@ def build(raw: Path, out: Path, mode: str, config: WeightOnlyConfig | None) -> d
             report = {"mode": "dynamic int8 (MatMulInteger)"}
         else:
             report = quantize_model(raw, tmp, mode, config)
+            report["quantize_s"] = round(time.perf_counter() - start, 1)
         for name in TOKENIZER_FILES:
             shutil.copy2(raw / name, tmp / name)
         (tmp / "quantization.json").write_text(json.dumps(report, indent=1))

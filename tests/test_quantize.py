@@ -224,3 +224,71 @@ def test_unknown_modes_and_bad_configs_are_refused(tmp_path):
         WeightOnlyConfig(bits=2)
     with pytest.raises(EdgecompError, match="power of two"):
         WeightOnlyConfig(block_size=48)
+
+
+def test_smoothing_a_tied_head_changes_no_output(tiny_base, tmp_path):
+    """SmoothQuant on the tied table: the fp32 graph computes the same logits (exact up to rounding),
+    through the final norm's scale (edgecomp's graph) or a Mul (a head reading a graph input)."""
+    import json as _json
+
+    from edgecomp.export.onnx import export_onnx
+    from edgecomp.export.quantize import smooth_tied_head
+    from edgecomp.runtime.session import DecoderSession, KVShape
+
+    path = export_onnx(tiny_base, tmp_path / "raw")
+    model = onnx.load(str(path))
+    hidden = model.graph.node[-1].input[0]
+    mean_square = np.random.default_rng(0).uniform(0.1, 1.0, size=64) ** 2
+    mean_square[[3, 40]] = 400.0  # outlier channels
+    report = smooth_tied_head(model, mean_square)
+    assert report["head_input_scale"] == "final norm scale" and report["max_scale"] > 2 * report["min_scale"]
+    assert model.graph.node[-1].input[0] == hidden  # no extra node in front of the head
+    (tmp_path / "smooth").mkdir()
+    onnx.save(model, str(tmp_path / "smooth" / "model.onnx"))
+    shape = KVShape.from_config(_json.loads((tiny_base / "config.json").read_text()))
+    ids = np.array([[2, 40, 41, 42, 43, 44, 45, 46, 47, 48]])
+    before = DecoderSession(path, shape).run(ids, DecoderSession(path, shape).empty_cache(1))[0]
+    smooth = DecoderSession(tmp_path / "smooth" / "model.onnx", shape)
+    after = smooth.run(ids, smooth.empty_cache(1))[0]
+    np.testing.assert_allclose(after, before, atol=1e-4 * max(1.0, float(np.abs(before).max())))
+
+    toy = lookup_and_head()
+    assert smooth_tied_head(toy, mean_square[:HIDDEN])["head_input_scale"] == "Mul before the head"
+    ids, hidden_in = inputs()
+    expected = run(lookup_and_head(), ids, hidden_in)
+    for got, want in zip(run(toy, ids, hidden_in), expected):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_input_scales_fold_into_norms_without_changing_outputs(tiny_base, tmp_path, monkeypatch):
+    """AWQ-style scales: 1/s into each norm that feeds only MatMuls, s into their weights, the
+    Hessian rescaled to match; the fp32 graph computes the same logits."""
+    import json as _json
+
+    from edgecomp.export import smooth
+    from edgecomp.export.gptq import collect_hessians
+    from edgecomp.export.onnx import export_onnx
+    from edgecomp.export.quantize import INT4, gptq_inputs
+    from edgecomp.runtime.session import DecoderSession, KVShape
+
+    path = export_onnx(tiny_base, tmp_path / "raw")
+    model = onnx.load(str(path))
+    shape = KVShape.from_config(_json.loads((tiny_base / "config.json").read_text()))
+    rng = np.random.default_rng(2)
+    sequences = [[2, *rng.integers(4, 300, size=20).tolist()] for _ in range(4)]
+    wanted = gptq_inputs(model, INT4)
+    hessians = collect_hessians(model, wanted, sequences, shape)
+    before = {name: h.copy() for name, h in hessians.items()}
+    monkeypatch.setattr(smooth, "ALPHAS", (0.5,))  # force a scale everywhere it applies
+    chosen = smooth.scale_norm_inputs(model, hessians, bits=4, block=32)
+    assert len(chosen) >= 2 * shape.num_layers  # q/k/v and gate/up of every layer
+    scaled = next(iter(chosen))
+    assert not np.allclose(hessians[scaled], before[scaled])
+    (tmp_path / "scaled").mkdir()
+    onnx.save(model, str(tmp_path / "scaled" / "model.onnx"))
+    ids = np.array([sequences[0]])
+    plain = DecoderSession(path, shape)
+    scaled_session = DecoderSession(tmp_path / "scaled" / "model.onnx", shape)
+    want = plain.run(ids, plain.empty_cache(1))[0]
+    got = scaled_session.run(ids, scaled_session.empty_cache(1))[0]
+    np.testing.assert_allclose(got, want, atol=1e-4 * max(1.0, float(np.abs(want).max())))

@@ -11,6 +11,7 @@ written from the config instead of traced, ~25 nodes a layer:
 - grouped-query attention broadcasts the shared K/V heads in a 5-D MatMul
   (``[B, kv, group, S, H] @ [B, kv, 1, H, T]``) instead of copying them per query head;
 - reshapes use constant shapes (``0`` = keep that dimension), so there is no shape arithmetic;
+- each residual Add rides in the next norm (SkipSimplifiedLayerNormalization);
 - q/k/v and gate/up, which read the same input, are one MatMul each (then a Split): a decode
   step's matmuls are single rows, and small ones are dominated by their launch, not their bytes;
 - the attention scale is folded into Gemma3's query norm weight.
@@ -35,6 +36,7 @@ from onnx import TensorProto, helper, numpy_helper
 from ..errors import EdgecompError
 
 OPSET = 18
+VERSION = 1  # bumped whenever the graph written for a checkpoint changes (export caches key on it)
 MASKED = float(np.finfo(np.float32).min)
 ACTIVATIONS = {"llama": "silu", "gemma3_text": "gelu_pytorch_tanh"}
 
@@ -117,13 +119,21 @@ class _Builder:
             raise EdgecompError(f"the checkpoint has no tensor {name!r}")
         return self.w[name]
 
-    def norm(self, x: str, weight_name: str, name: str, extra_scale: float = 1.0) -> str:
-        """RMSNorm (Gemma: scale 1 + w); ``extra_scale`` folds a following constant multiply in."""
+    def norm(self, x: str, weight_name: str, name: str, extra_scale: float = 1.0, skip: str | None = None):
+        """RMSNorm (Gemma: scale 1 + w); ``extra_scale`` folds a following constant multiply in.
+
+        With ``skip`` (the residual stream), one SkipSimplifiedLayerNormalization adds ``x`` to it
+        first and returns (normalized, new residual stream): the residual Add costs no node."""
         weight = self.tensor(weight_name)
-        scale = (1.0 + weight if self.gemma else weight) * extra_scale
-        return self.g.op(
-            "SimplifiedLayerNormalization", [x, self.g.weight(weight_name, scale)], name, axis=-1, epsilon=self.eps
-        )
+        gamma = self.g.weight(weight_name, (1.0 + weight if self.gemma else weight) * extra_scale)
+        if skip is None:
+            return self.g.op("SimplifiedLayerNormalization", [x, gamma], name, axis=-1, epsilon=self.eps)
+        out, total = f"{name}/output_0", f"{name}/residual"
+        self.g.nodes.append(helper.make_node(
+            "SkipSimplifiedLayerNormalization", [x, skip, gamma], [out, "", "", total], name=name,
+            domain="com.microsoft", epsilon=self.eps,
+        ))
+        return out, total
 
     def linear(self, x: str, module: str, parts: tuple[str, ...] = ()) -> str | list[str]:
         """``x @ W.T`` for the checkpoint's ``{module}.weight`` [out, in] (stored [in, out]).
@@ -260,20 +270,21 @@ class _Builder:
             act = g.op("Mul", [gate, g.op("Sigmoid", [gate], f"/model/layers.{i}/mlp/sigmoid")], f"/model/layers.{i}/mlp/act")
         return self.linear(g.op("Mul", [act, up], f"/model/layers.{i}/mlp/gated"), f"{p}.down_proj")
 
-    def layer(self, h: str, i: int, masks, rotary) -> str:
-        g, p, name = self.g, f"model.layers.{i}", f"/model/layers.{i}"
+    def layer(self, x: str, h: str, i: int, masks, rotary) -> tuple[str, str]:
+        """Layer ``i`` from its normalized input ``x`` and residual stream ``h``; returns the update
+        still to be added to ``h`` (the next norm adds it) and ``h``."""
+        p, name = f"model.layers.{i}", f"/model/layers.{i}"
         kind = (self.c.get("layer_types") or ["full_attention"] * self.layers)[i] if self.gemma else "full_attention"
         kind = kind if kind in masks else "full_attention"
-        attn = self.attention(self.norm(h, f"{p}.input_layernorm.weight", f"{name}/input_norm"), i, masks[kind], rotary[kind])
+        attn = self.attention(x, i, masks[kind], rotary[kind])
         if self.gemma:
             attn = self.norm(attn, f"{p}.post_attention_layernorm.weight", f"{name}/post_attention_norm")
-            h = g.op("Add", [h, attn], f"{name}/attention_residual")
-            mlp = self.mlp(self.norm(h, f"{p}.pre_feedforward_layernorm.weight", f"{name}/pre_mlp_norm"), i)
-            mlp = self.norm(mlp, f"{p}.post_feedforward_layernorm.weight", f"{name}/post_mlp_norm")
+            x, h = self.norm(attn, f"{p}.pre_feedforward_layernorm.weight", f"{name}/pre_mlp_norm", skip=h)
+            mlp = self.norm(self.mlp(x, i), f"{p}.post_feedforward_layernorm.weight", f"{name}/post_mlp_norm")
         else:
-            h = g.op("Add", [h, attn], f"{name}/attention_residual")
-            mlp = self.mlp(self.norm(h, f"{p}.post_attention_layernorm.weight", f"{name}/pre_mlp_norm"), i)
-        return g.op("Add", [h, mlp], f"{name}/mlp_residual")
+            x, h = self.norm(attn, f"{p}.post_attention_layernorm.weight", f"{name}/pre_mlp_norm", skip=h)
+            mlp = self.mlp(x, i)
+        return mlp, h
 
     # -- the whole graph ----------------------------------------------------------------------
 
@@ -284,9 +295,13 @@ class _Builder:
         if self.gemma:
             h = g.op("Mul", [h, g.const(np.float32(self.hidden**0.5), np.float32)], "/model/embed_tokens/scale")
         masks, rotary = self.masks(), self.rotary()
+        x = self.norm(h, "model.layers.0.input_layernorm.weight", "/model/layers.0/input_norm")
         for i in range(self.layers):
-            h = self.layer(h, i, masks, rotary)
-        h = self.norm(h, "model.norm.weight", "/model/norm")
+            update, h = self.layer(x, h, i, masks, rotary)
+            if i + 1 < self.layers:
+                x, h = self.norm(update, f"model.layers.{i + 1}.input_layernorm.weight",
+                                 f"/model/layers.{i + 1}/input_norm", skip=h)
+        h, _ = self.norm(update, "model.norm.weight", "/model/norm", skip=h)
         if c.get("tie_word_embeddings", True) and "lm_head.weight" not in self.w:
             head = g.op("Transpose", [table], "/lm_head/tied_weight", perm=[1, 0])
         else:

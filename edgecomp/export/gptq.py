@@ -40,12 +40,15 @@ CALIBRATION_TEXT = Path(__file__).with_name("calibration.txt")
 class GPTQConfig:
     """``tokens`` of calibration text in sequences of ``sequence_length``; ``damp`` (a fraction of
     the mean diagonal) keeps the Hessian invertible; ``clip_search`` tries ranges shrunk by these
-    factors for each block and keeps the one with the least error (1.0 = the block's full range)."""
+    factors for each block and keeps the one with the least error (1.0 = the block's full range);
+    ``scale_inputs`` first moves norm outputs' channel scales into the weights
+    (:func:`edgecomp.export.smooth.scale_norm_inputs`)."""
 
     sequence_length: int = 256
     tokens: int = 16384
     damp: float = 0.01
     clip_search: tuple[float, ...] = (1.0, 0.95, 0.9, 0.85, 0.8)
+    scale_inputs: bool = True  # AWQ-style input-channel scales first (edgecomp.export.smooth)
 
     def describe(self) -> dict:
         return {**asdict(self), "clip_search": list(self.clip_search), "method": "gptq"}

@@ -70,7 +70,7 @@ def merge_export(
     base_model = resolve_base(_base_spec(resolved, base), allow_pickle=allow_pickle)
     fingerprint = weights_fingerprint(base_model.path)
     _check_fingerprints(resolved, base_model.name, fingerprint)
-    from .quantize import QUANTIZER_VERSION
+    from .quantize import QUANTIZER_VERSION, mode_config
 
     from .onnx import chosen_graph
 
@@ -78,8 +78,13 @@ def merge_export(
     extra = {"trim": [sha256_file(p) for p in trim_corpus]} if trim_corpus else {}
     if calibration and quantize == "int4":
         extra["calibration"] = [sha256_file(p) for p in calibration]
+    from .decoder_graph import VERSION as GRAPH_VERSION
+
+    graph_key = f"edgecomp-{GRAPH_VERSION}" if graph == "edgecomp" else graph
+    weights = mode_config(quantize)
     key = resolved.digest(base=fingerprint, merge_base=merge_base, quantize=quantize, edgecomp=__version__,
-                          quantizer=QUANTIZER_VERSION, graph=graph, **extra)
+                          quantizer=QUANTIZER_VERSION, weights=weights.describe() if weights else None,
+                          graph=graph_key, **extra)
     manifest = {
         "base": {"name": base_model.name, "fingerprint": fingerprint},
         "spec_sha256": key,

@@ -56,12 +56,14 @@ from onnx import helper, numpy_helper
 
 from ..errors import EdgecompError
 from .logits_to_keep import add_logits_to_keep_proto
+from .smooth import scale_norm_inputs, smooth_tied_head
 from .gptq import GPTQConfig, calibration_lines, collect_hessians, gptq_blocks, sequences_for
 
 MODES = ("none", "fp16", "int8", "int4")
 # Bumped whenever a mode's output changes (2: int8 became weight-only MatMulNBits, int4 got the
-# shared 8-bit embedding; 3: int4 by GPTQ, every mode with logits_to_keep); export caches key on it.
-QUANTIZER_VERSION = 3
+# shared 8-bit embedding; 3: int4 by GPTQ, every mode with logits_to_keep; 4: smoothed head, input
+# scales, int4 head blocks of 128); export caches key on it.
+QUANTIZER_VERSION = 4
 
 
 @dataclass(frozen=True)
@@ -88,6 +90,7 @@ class WeightOnlyConfig:
     eight_bit: tuple[str, ...] = ()
     gptq: GPTQConfig | None = None  # 4-bit MatMuls chosen by GPTQ on calibration text, else rounded
     head_block_size: int | None = None  # the LM head's (and shared embedding's) blocks; None: block_size
+    smooth_head: bool = True  # migrate the LM head input's outlier channels into a tied table (calibrated)
 
     def __post_init__(self):
         if self.bits not in (4, 8) or self.head_bits not in (4, 8):
@@ -107,7 +110,13 @@ class WeightOnlyConfig:
 # What ``int8`` and ``int4`` mean (benchmarks/quantization_table.py measured the alternatives on
 # Gemma3 270M, whose weights come from a Q4_K_M GGUF: see the module docstring).
 INT8 = WeightOnlyConfig(bits=8, head_bits=8)
-INT4 = WeightOnlyConfig(bits=4, head_bits=8, gptq=GPTQConfig())
+SMOOTH_CALIBRATION = GPTQConfig(tokens=4096)  # channel statistics for smooth_head need few tokens
+INT4 = WeightOnlyConfig(bits=4, head_bits=8, head_block_size=128, gptq=GPTQConfig())
+
+
+def mode_config(mode: str) -> WeightOnlyConfig | None:
+    """The weight-only configuration a mode means (None for none/fp16)."""
+    return {"int8": INT8, "int4": INT4}.get(mode)
 
 
 def block_quantize(rows: np.ndarray, bits: int, block_size: int, symmetric: bool):
@@ -367,8 +376,10 @@ def _embedding_and_head(rw: _Rewriter) -> dict:
         raise EdgecompError("the embedding or LM head node has no name; cannot rewrite the graph")
     vocab, hidden = inits[found.table].dims
     bits, block = config.head_bits, config.head_block_size or config.block_size
+    if hidden % block:  # e.g. blocks of 128 on a 64-wide model: the MatMuls' blocks fit more often
+        block = config.block_size
     table = numpy_helper.to_array(inits[found.table]).astype(np.float32, copy=False)
-    report: dict = {"vocab": int(vocab), "hidden": int(hidden), "tied": found.tied, "bits": bits}
+    report: dict = {"vocab": int(vocab), "hidden": int(hidden), "tied": found.tied, "bits": bits, "block_size": block}
 
     head_names = head_zero_points = None
     if found.head is not None:
@@ -416,6 +427,12 @@ def _embedding_and_head(rw: _Rewriter) -> dict:
     ]
     report["embedding"] = f"GatherBlockQuantized {bits}-bit" + (", sharing the LM head's blocks" if shared else "")
     return report
+
+
+def head_input(model: onnx.ModelProto) -> str | None:
+    """The tensor the LM head multiplies (the final norm's output), or None."""
+    found = find_embedding_and_head(model)
+    return found.head.input[0] if found is not None and found.head is not None else None
 
 
 def _matmul_weights(model: onnx.ModelProto, config: WeightOnlyConfig, skip: set[str]):
@@ -510,14 +527,23 @@ def quantize_model(
     report: dict = {"mode": mode}
     model = onnx.load(str(src))
     if mode in ("int8", "int4"):
-        config = config or (INT8 if mode == "int8" else INT4)
+        config = config or mode_config(mode)
         hessians = None
-        if config.gptq is not None:
-            hessians = _calibrate(model, config, Path(tokenizer_dir or src_dir), Path(src_dir), calibration, map_ids)
+        smooth = config.smooth_head and head_input(model) is not None
+        if config.gptq is not None or smooth:
+            wanted = (gptq_inputs(model, config) if config.gptq else []) + ([head_input(model)] if smooth else [])
+            hessians = _calibrate(model, config, wanted, Path(tokenizer_dir or src_dir), Path(src_dir), calibration, map_ids)
             report["calibration"] = {
                 "files": [Path(p).name for p in calibration] if calibration else ["calibration.txt (shipped)"],
                 "tokens": hessians.pop("__tokens__"),
             }
+            if smooth:
+                report["smooth_head"] = smooth_tied_head(model, np.diag(hessians.pop(head_input(model))))
+            if config.gptq is not None and config.gptq.scale_inputs:
+                alphas = scale_norm_inputs(model, hessians, config.bits, config.block_size)
+                report["input_scales"] = {str(a): sum(v == a for v in alphas.values()) for a in sorted(set(alphas.values()))}
+            if config.gptq is None:
+                hessians = None
         model, report["weights"] = quantize_weight_only(model, config, hessians)
         report["config"] = config.describe()
     else:
@@ -530,15 +556,15 @@ def quantize_model(
     return report
 
 
-def _calibrate(model, config: WeightOnlyConfig, tokenizer_dir: Path, src_dir: Path, files, map_ids) -> dict:
-    """Hessians of the 4-bit MatMuls' inputs on the calibration text (plus ``__tokens__``)."""
+def _calibrate(model, config: WeightOnlyConfig, inputs, tokenizer_dir: Path, src_dir: Path, files, map_ids) -> dict:
+    """Hessians of ``inputs`` (activations) on the calibration text (plus ``__tokens__``)."""
     from ..runtime.session import KVShape
 
-    sequences = sequences_for(tokenizer_dir, calibration_lines(files), config.gptq)
+    sequences = sequences_for(tokenizer_dir, calibration_lines(files), config.gptq or SMOOTH_CALIBRATION)
     if map_ids is not None:
         sequences = [map_ids(ids) for ids in sequences]
     cfg = json.loads((src_dir / "config.json").read_text(encoding="utf-8"))
-    hessians = collect_hessians(model, gptq_inputs(model, config), sequences, KVShape.from_config(cfg))
+    hessians = collect_hessians(model, sorted(set(inputs)), sequences, KVShape.from_config(cfg))
     return {**hessians, "__tokens__": sum(len(s) for s in sequences)}
 
 
