@@ -124,6 +124,29 @@ def test_merge_export_without_adapters_exports_the_base(tiny_llama_dir, tmp_path
     assert result.exit_code == 0, result.output
     manifest = json.loads((tmp_path / "plain" / "edgecomp-export.json").read_text())
     assert manifest["composition"]["adapters"] == [] and manifest["quantize"] == "none"
+    assert manifest["graph"] == "edgecomp"
+
+
+def test_merge_export_graph_and_calibration_options(tiny_llama_dir, tmp_path):
+    """--graph optimum is honoured (and cached apart from edgecomp's); int4 calibrates on
+    --calibration files; bad values are one-line errors."""
+    result = cli("merge-export", "--base", tiny_llama_dir, "--graph", "optimum", "--out", tmp_path / "optimum")
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((tmp_path / "optimum" / "edgecomp-export.json").read_text())
+    assert manifest["graph"] == "optimum"
+    text = tmp_path / "calibration.txt"
+    text.write_text("hello world\nthe cat sat on the mat\n" * 40, encoding="utf-8")
+    result = cli("merge-export", "--base", tiny_llama_dir, "--quantize", "int4", "--calibration", text,
+                 "--out", tmp_path / "int4")
+    assert result.exit_code == 0, result.output
+    quantization = json.loads((tmp_path / "int4" / "edgecomp-export.json").read_text())["quantization"]
+    assert quantization["calibration"]["files"] == ["calibration.txt"] and quantization["calibration"]["tokens"] > 0
+    assert quantization["weights"]["gptq_matmuls"] > 0
+    assert_one_line_error(cli("merge-export", "--base", tiny_llama_dir, "--graph", "tvm", "--out", tmp_path / "x"),
+                          "unknown graph 'tvm'")
+    assert_one_line_error(cli("merge-export", "--base", tiny_llama_dir, "--quantize", "int4", "--calibration",
+                              tmp_path / "missing.txt", "--out", tmp_path / "x"), "missing.txt")
+    assert not (tmp_path / "x").exists()
 
 
 def test_streamed_summary_equals_the_json_one(pipeline, tmp_path):

@@ -292,3 +292,36 @@ def test_input_scales_fold_into_norms_without_changing_outputs(tiny_base, tmp_pa
     want = plain.run(ids, plain.empty_cache(1))[0]
     got = scaled_session.run(ids, scaled_session.empty_cache(1))[0]
     np.testing.assert_allclose(got, want, atol=1e-4 * max(1.0, float(np.abs(want).max())))
+
+
+def test_fp16_keeps_the_residual_stream_in_fp32(tiny_base, tmp_path):
+    """Gemma's residual stream outgrows float16 (the 270M base: 55,008 after layer 7 at BOS, inf
+    and NaN logits after layer 8 in a plain float16 graph). The fp16 export runs every residual
+    add + norm (SkipSimplifiedLayerNormalization) in float32, its residual input and output never
+    float16, and still computes fp32's logits."""
+    import json as _json
+
+    from edgecomp.export.onnx import export_onnx
+    from edgecomp.runtime.session import DecoderSession, KVShape
+
+    config = _json.loads((tiny_base / "config.json").read_text())
+    path = export_onnx(tiny_base, tmp_path / "raw")
+    quantize_model(path.parent, tmp_path / "fp16", "fp16")
+    model = onnx.load(str(tmp_path / "fp16" / "model.onnx"))
+    producers = {out: n for n in model.graph.node for out in n.output}
+    inits = {t.name: t for t in model.graph.initializer}
+    skips = [n for n in model.graph.node if n.op_type == "SkipSimplifiedLayerNormalization"]
+    assert len(skips) == 2 * config["num_hidden_layers"]
+    for node in skips:
+        residual = producers[node.input[1]]
+        assert (residual.op_type == "Cast" and residual.attribute[0].i == TensorProto.FLOAT) or (
+            residual.op_type == "SkipSimplifiedLayerNormalization" and node.input[1] == residual.output[3]
+        )
+        assert inits[node.input[2]].data_type == TensorProto.FLOAT
+    shape = KVShape.from_config(config)
+    ids = np.array([[2, 40, 41, 42, 43, 44, 45, 46]])
+    want = DecoderSession(path, shape)
+    want = want.run(ids, want.empty_cache(1))[0]
+    got = DecoderSession(tmp_path / "fp16" / "model.onnx", shape)
+    got = got.run(ids, got.empty_cache(1))[0]
+    np.testing.assert_allclose(got, want, atol=0.02 * max(1.0, float(np.abs(want).max())))

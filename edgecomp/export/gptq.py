@@ -9,9 +9,11 @@ and a zero point per block of 32): only which code each weight gets differs, so 
 untouched.
 
 Why edgecomp needs it: the embedded default's weights are a Q4_K_M GGUF, mostly Q5_0 (5-bit)
-blocks. Re-rounding them to another 4-bit grid costs +20% (en) to +81% (hi) perplexity; GPTQ on
-~10k tokens of multilingual calibration text (``calibration.txt``) brings that within a few percent
-(benchmarks/quantization_table.py has the table).
+blocks (640 is not a multiple of the 256 K-quants need). Re-rounding them to a 4-bit grid cost
++20% (en) to +81% (hi) held-out perplexity; GPTQ on 16k tokens of multilingual calibration text
+(``calibration.txt``), after AWQ-style input scales (:mod:`edgecomp.export.smooth`), brings that
+to +9-16% (benchmarks/QUANTIZATION.md). Less than that would need more bits than 4: each of the
+four MatMul kinds, kept at 8 bits alone, removes only a part of the loss.
 
 The Hessians are collected with ONNX Runtime on the fp32 graph itself (every MatMul's input made a
 graph output), so they are the activations the exported graph computes, for any architecture

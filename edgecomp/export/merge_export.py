@@ -66,6 +66,9 @@ def merge_export(
     from .pipeline import MANIFEST, export_checkpoint
 
     check_output_dir(out, force)
+    for path in [*(trim_corpus or []), *(calibration or [])]:
+        if not Path(path).is_file():
+            raise EdgecompError(f"{path} does not exist or is not a file")
     composed = compose(resolved.terms, resolved.method, resolved.options) if resolved.terms else None
     base_model = resolve_base(_base_spec(resolved, base), allow_pickle=allow_pickle)
     fingerprint = weights_fingerprint(base_model.path)
