@@ -5,14 +5,17 @@ Modes:
 ``none``
     the fp32 graph as exported (a tied LM head stored once: ``MatMul(x, Transpose(table))``).
 ``fp16``
-    every float weight and activation in float16 (for GPUs); the graph's inputs and outputs stay
-    float32 (ids, mask, KV cache, logits), so the runtime feeds it exactly as it feeds fp32.
+    every float weight and activation in float16 (for GPUs), except the residual stream of
+    edgecomp's graph (:func:`residual_in_fp32`); the graph's inputs and outputs stay float32
+    (ids, mask, KV cache, logits), so the runtime feeds it exactly as it feeds fp32.
 ``int8``
     weight-only 8-bit blocks (``MatMulNBits``, symmetric, 32 values a block) for every MatMul, the
-    LM head included, and the embedding lookup as ``GatherBlockQuantized`` on the same blocks.
+    LM head included, and the embedding lookup as ``GatherBlockQuantized`` on the same blocks; the
+    head's input channels smoothed into the table (:mod:`edgecomp.export.smooth`).
 ``int4``
-    the same with 4-bit blocks (asymmetric, 32 a block) for the transformer's MatMuls; the tied
-    embedding / LM head stays 8-bit (:data:`INT4`).
+    4-bit blocks (asymmetric, 32 a block) for the transformer's MatMuls, their codes chosen by GPTQ
+    (:mod:`edgecomp.export.gptq`) after AWQ-style input scales; the tied embedding / LM head 8-bit
+    in blocks of 128 (:data:`INT4`).
 
 A tied embedding / LM head (Gemma, the tiny test models) is stored ONCE: the head's
 ``MatMulNBits`` and the lookup's ``GatherBlockQuantized`` read the same packed initializer.
@@ -25,20 +28,17 @@ axis: given the same 3-D bytes it gathers ``[tokens, k_blocks, blob]`` and, with
 ``[N, k_blocks, 1]`` (a Reshape node, not a second copy), dequantizes each blob as one block; a
 Reshape makes that ``[batch, tokens, hidden]``.
 
-Measured on Gemma3 270M (benchmarks/quantization_table.py: 100 held-out FLORES lines each in
-en/sw/hi/vi, perplexity against the fp32 export; decode tokens/s on 2 busy shared CPU cores, so
-only the ratios mean much):
+Measured on Gemma3 270M (benchmarks/QUANTIZATION.md, from benchmarks/quantization_table.py:
+100 held-out FLORES lines each in en/sw/hi/vi, perplexity against the fp32 export):
 
-- fp32 1,073 MB, 13 tok/s; fp16 537 MB, perplexity within 0.05%; int8 303 MB, worst language
-  +3.8% (hi), 28 tok/s; int4 254 MB (the GGUF it came from: 253 MB), +20% (en) to +81% (hi),
-  30 tok/s.
-- No 4-bit configuration stays within 5% of fp32 on this base: its weights are already a Q4_K_M
-  GGUF (Q5_0 / Q4_K / Q6_K blocks), and re-quantizing them onto another 4-bit grid adds an error
-  as large as the GGUF's own. On 40 lines a language: block 16 (289 MB) +36%; 4-bit attention
-  with 8-bit MLP (288 MB) +13%; 4-bit only where the GGUF had Q4_K/Q6_K (286 MB) +29%;
-  symmetric or block 64: worse; ``accuracy_level`` 0: the same quality, far slower.
-- A 4-bit embedding / LM head is what breaks Hindi (x39 perplexity); 8 bits fix it, and 8-bit
-  symmetric blocks of 32 reproduce the GGUF's Q8_0 embedding exactly.
+- int8 302 MB: worst language +1.5% (hi), +0.4-1.0% elsewhere; without smoothing the head +3.5%
+  (hi): ONNX Runtime's int8 activations (``accuracy_level=4``) lose the head input's small
+  channels next to its outliers. ``accuracy_level=0`` would be exact but has no fast 8-bit
+  kernel on CPU (it dequantizes the whole head every step: 1.6 tokens/s).
+- int4 238 MB (the GGUF: 253 MB): +8% (en) to +16% (sw). Round-to-nearest was +20% to +81%: this
+  base is already a GGUF whose blocks are mostly Q5_0 (5-bit), and 4 bits cannot hold 5; every
+  MatMul kind kept at 8 bits alone removes only a part of the loss. A 4-bit embedding / head is
+  what breaks Hindi (x39): it stays 8-bit.
 - The former int8 (dynamic MatMulInteger, per-tensor activation scales, fp32 embedding): 943 MB,
   +312% (hi): Gemma's activations have outliers one scale per tensor cannot hold.
 """
