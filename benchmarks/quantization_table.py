@@ -48,7 +48,7 @@ VARIANTS: dict[str, tuple[str, WeightOnlyConfig | None]] = {
     "fp16": ("fp16", None),
     "int8: q8 b32, smoothed q8 head+embedding": ("int8", None),
     "int8 without head smoothing": ("int8", dataclasses.replace(INT8, smooth_head=False)),
-    "int4: GPTQ + input scales b32, smoothed q8 head+embedding b128": ("int4", None),
+    "int4 (default): GPTQ in act order + input scales, b32; smoothed q8 head b128": ("int4", None),
     "int4 round-to-nearest b32, q8 head b32 (before this change)": (
         "int4", WeightOnlyConfig(bits=4, head_bits=8, smooth_head=False)),
     "int4 GPTQ without input scales": (

@@ -11,8 +11,8 @@ untouched.
 Why edgecomp needs it: the embedded default's weights are a Q4_K_M GGUF, mostly Q5_0 (5-bit)
 blocks (640 is not a multiple of the 256 K-quants need). Re-rounding them to a 4-bit grid cost
 +20% (en) to +81% (hi) held-out perplexity; GPTQ on 16k tokens of multilingual calibration text
-(``calibration.txt``), after AWQ-style input scales (:mod:`edgecomp.export.smooth`), brings that
-to +9-16% (benchmarks/QUANTIZATION.md). Less than that would need more bits than 4: each of the
+(``calibration.txt``), after AWQ-style input scales (:mod:`edgecomp.export.smooth`) and in
+act order, brings that to +7-13% (benchmarks/QUANTIZATION.md). Less than that would need more bits than 4: each of the
 four MatMul kinds, kept at 8 bits alone, removes only a part of the loss.
 
 The Hessians are collected with ONNX Runtime on the fp32 graph itself (every MatMul's input made a
@@ -44,13 +44,16 @@ class GPTQConfig:
     the mean diagonal) keeps the Hessian invertible; ``clip_search`` tries ranges shrunk by these
     factors for each block and keeps the one with the least error (1.0 = the block's full range);
     ``scale_inputs`` first moves norm outputs' channel scales into the weights
-    (:func:`edgecomp.export.smooth.scale_norm_inputs`)."""
+    (:func:`edgecomp.export.smooth.scale_norm_inputs`); ``act_order`` quantizes the columns with
+    the largest inputs first (the blocks' scales and zero points fixed beforehand, so blocks stay
+    contiguous for MatMulNBits): on the default base the worst language went +16% → +13%."""
 
     sequence_length: int = 256
     tokens: int = 16384
     damp: float = 0.01
     clip_search: tuple[float, ...] = (1.0, 0.95, 0.9, 0.85, 0.8)
     scale_inputs: bool = True  # AWQ-style input-channel scales first (edgecomp.export.smooth)
+    act_order: bool = True  # columns by decreasing Hessian diagonal, block parameters fixed first
 
     def describe(self) -> dict:
         return {**asdict(self), "clip_search": list(self.clip_search), "method": "gptq"}
@@ -156,6 +159,17 @@ def _choose_params(x, bits: int, shrinks: Sequence[float]):
     return best[1], best[2]
 
 
+def _inverse_factor(h, k: int):
+    """Upper Cholesky factor of H⁻¹ (GPTQ's update rows), or the identity if H is not positive
+    definite even damped (GPTQ then reduces to plain rounding)."""
+    import torch
+
+    try:
+        return torch.linalg.cholesky(torch.cholesky_inverse(torch.linalg.cholesky(h)), upper=True).float()
+    except RuntimeError:
+        return torch.eye(k)
+
+
 def gptq_blocks(
     rows: np.ndarray, hessian: np.ndarray, *, bits: int, block_size: int, config: GPTQConfig
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -176,13 +190,16 @@ def gptq_blocks(
     h[dead, dead] = 1.0
     w[:, dead] = 0.0
     h += torch.eye(k, dtype=torch.float64) * (config.damp * torch.diag(h).mean())
-    try:
-        hinv = torch.linalg.cholesky(torch.cholesky_inverse(torch.linalg.cholesky(h)), upper=True).float()
-    except RuntimeError:  # not positive definite even damped: fall back to the plain rounding
-        hinv = torch.eye(k)
     codes = torch.zeros((n, k), dtype=torch.uint8)
     scales = torch.zeros((n, k // block_size), dtype=torch.float32)
     zeros = torch.zeros((n, k // block_size), dtype=torch.float32)
+    order = torch.arange(k)
+    if config.act_order:  # blocks must stay contiguous in K: fix their parameters, then reorder
+        for b in range(k // block_size):
+            scales[:, b], zeros[:, b] = _choose_params(w[:, b * block_size : (b + 1) * block_size], bits, config.clip_search)
+        order = torch.argsort(torch.diag(h), descending=True)
+        w, h = w[:, order], h[order][:, order]
+    hinv = _inverse_factor(h, k)
     lazy = max(block_size, 128 // block_size * block_size)  # columns updated together
     for i1 in range(0, k, lazy):
         i2 = min(i1 + lazy, k)
@@ -190,8 +207,10 @@ def gptq_blocks(
         err1 = torch.zeros_like(w1)
         hinv1 = hinv[i1:i2, i1:i2]
         for i in range(i2 - i1):
-            column = i1 + i
-            if column % block_size == 0:
+            column = int(order[i1 + i])
+            if config.act_order:
+                scale, zero = scales[:, column // block_size], zeros[:, column // block_size]
+            elif column % block_size == 0:
                 scale, zero = _choose_params(w1[:, i : i + block_size], bits, config.clip_search)
                 scales[:, column // block_size], zeros[:, column // block_size] = scale, zero
             q = torch.clamp(torch.round(w1[:, i] / scale) + zero, 0, levels)
