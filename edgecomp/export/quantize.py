@@ -35,7 +35,7 @@ Measured on Gemma3 270M (benchmarks/QUANTIZATION.md, from benchmarks/quantizatio
   (hi): ONNX Runtime's int8 activations (``accuracy_level=4``) lose the head input's small
   channels next to its outliers. ``accuracy_level=0`` would be exact but has no fast 8-bit
   kernel on CPU (it dequantizes the whole head every step: 1.6 tokens/s).
-- int4 238 MB (the GGUF: 253 MB): +8% (en) to +16% (sw). Round-to-nearest was +20% to +81%: this
+- int4 238 MB (the GGUF: 253 MB): +7% (en, hi) to +13% (sw). Round-to-nearest was +20% to +81%: this
   base is already a GGUF whose blocks are mostly Q5_0 (5-bit), and 4 bits cannot hold 5; every
   MatMul kind kept at 8 bits alone removes only a part of the loss. A 4-bit embedding / head is
   what breaks Hindi (x39): it stays 8-bit.
