@@ -34,3 +34,12 @@ def load_tokenizer(folder: Path):
 def encoder(tok) -> Callable[[str], list[int]]:
     """Text → ids without special tokens (the prompt template adds BOS/EOS itself)."""
     return lambda text: tok.encode(text, add_special_tokens=False).ids
+
+
+def bos_id(folder: Path) -> int | None:
+    """The BOS id a checkpoint or export starts sequences with (generation config over config)."""
+    config = json.loads((Path(folder) / "config.json").read_text(encoding="utf-8"))
+    generation = Path(folder) / "generation_config.json"
+    if generation.is_file():
+        config |= json.loads(generation.read_text(encoding="utf-8"))
+    return config.get("bos_token_id")

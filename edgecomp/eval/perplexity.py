@@ -21,7 +21,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ..data.tokenizer import encoder, load_tokenizer
+from ..data.tokenizer import bos_id, encoder, load_tokenizer
 from ..errors import EdgecompError
 
 # Positions scored per graph pass: bounds the logits held at once (tokens x vocab floats).
@@ -64,18 +64,10 @@ def heldout_lines(path: str | Path, *, skip: int = 400, count: int = 100) -> lis
     return out
 
 
-def _bos(folder: Path) -> int | None:
-    config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
-    generation = folder / "generation_config.json"
-    if generation.is_file():
-        config |= json.loads(generation.read_text(encoding="utf-8"))
-    return config.get("bos_token_id")
-
-
 def token_sequences(folder: str | Path, lines: Sequence[str], max_tokens: int = 256) -> list[list[int]]:
     """``[bos] + tokens(line)`` per line (cut to ``max_tokens``) with the tokenizer in ``folder``."""
     folder = Path(folder)
-    encode, bos = encoder(load_tokenizer(folder)), _bos(folder)
+    encode, bos = encoder(load_tokenizer(folder)), bos_id(folder)
     head = [bos] if bos is not None else []
     return [(head + list(encode(line)))[:max_tokens] for line in lines]
 

@@ -23,7 +23,6 @@ PyTorch (float64 Cholesky), which the export step has anyway.
 
 from __future__ import annotations
 
-import json
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -236,10 +235,6 @@ def calibration_lines(paths: Sequence[str | Path] | None = None) -> list[str]:
 
 def sequences_for(export_dir: Path, lines: Sequence[str], config: GPTQConfig) -> list[list[int]]:
     """Calibration sequences tokenized with the export's own tokenizer and BOS."""
-    from ..data.tokenizer import encoder, load_tokenizer
+    from ..data.tokenizer import bos_id, encoder, load_tokenizer
 
-    cfg = json.loads((export_dir / "config.json").read_text(encoding="utf-8"))
-    generation = export_dir / "generation_config.json"
-    if generation.is_file():
-        cfg |= json.loads(generation.read_text(encoding="utf-8"))
-    return calibration_sequences(encoder(load_tokenizer(export_dir)), lines, cfg.get("bos_token_id"), config)
+    return calibration_sequences(encoder(load_tokenizer(export_dir)), lines, bos_id(export_dir), config)

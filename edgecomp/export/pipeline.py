@@ -19,7 +19,7 @@ import numpy as np
 
 from ..console import console
 from ..data.prompts import prompt_ids
-from ..data.tokenizer import encoder, load_tokenizer
+from ..data.tokenizer import bos_id, encoder, load_tokenizer
 from ..errors import EdgecompError
 from ..fsutil import atomic_dir, sha256_file, write_json
 from .onnx import chosen_graph, export_onnx
@@ -55,17 +55,7 @@ def _step(label: str) -> Iterator[None]:
 
 def verification_ids(checkpoint_dir: Path) -> list[int]:
     """The fixed token sequence both exports are checked on, built with the checkpoint's tokenizer."""
-    tokenizer = load_tokenizer(checkpoint_dir)
-    config = json.loads((checkpoint_dir / "config.json").read_text(encoding="utf-8"))
-    generation = checkpoint_dir / "generation_config.json"
-    if generation.is_file():
-        config |= json.loads(generation.read_text(encoding="utf-8"))
-    return prompt_ids(
-        encoder(tokenizer),
-        VERIFY_TEXT,
-        config.get("bos_token_id"),
-        VERIFY_MAX_TOKENS,
-    )
+    return prompt_ids(encoder(load_tokenizer(checkpoint_dir)), VERIFY_TEXT, bos_id(checkpoint_dir), VERIFY_MAX_TOKENS)
 
 
 def _check_trim(trimmed_dir: Path, full_dir: Path, config: dict, ids: list[int], kept: np.ndarray) -> dict:
@@ -128,7 +118,7 @@ def export_checkpoint(
         ids = verification_ids(checkpoint_dir)
         with _step(f"Verifying ONNX logits against PyTorch on {len(ids)} tokens"):
             verify = {"fp32": verify_logits(work, checkpoint_dir, ids)}
-        trim = None
+        trim = map_ids = None
         if corpus is not None:
             tokenizer = load_tokenizer(checkpoint_dir)
             kept = kept_ids(tokenizer, corpus, extra_ids=ids, keep_unused=keep_unused)
@@ -146,10 +136,10 @@ def export_checkpoint(
             trim |= {"corpus": [Path(p).name for p in trim_corpus], "corpus_lines": len(corpus),
                      "keep_unused": keep_unused, "map": "vocab_map.json"}
             ids = [int(np.searchsorted(kept, i)) for i in ids]  # all kept: extra_ids above
-            trim["map_ids"] = IdMap.from_kept(kept, trim["original_vocab_size"], tokenizer).to_trimmed_ids
+            map_ids = IdMap.from_kept(kept, trim["original_vocab_size"], tokenizer).to_trimmed_ids
         with _step("Writing fp32 model" if quantize == "none" else f"Quantizing to {quantize}"):
             quantization = quantize_model(work, tmp, quantize, weight_config, tokenizer_dir=checkpoint_dir,
-                                          calibration=calibration, map_ids=trim.pop("map_ids") if trim else None)
+                                          calibration=calibration, map_ids=map_ids)
         if quantize != "none":
             with _step(f"Measuring {quantize} against fp32"):
                 verify[quantize] = compare_quantized(tmp, work, checkpoint_dir, ids)

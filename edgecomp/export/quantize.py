@@ -565,16 +565,17 @@ def quantize_model(
     if mode in ("int8", "int4"):
         config = config or mode_config(mode)
         hessians = None
-        smooth = config.smooth_head and head_input(model) is not None
-        if config.gptq is not None or smooth:
-            wanted = (gptq_inputs(model, config) if config.gptq else []) + ([head_input(model)] if smooth else [])
-            hessians = _calibrate(model, config, wanted, Path(tokenizer_dir or src_dir), Path(src_dir), calibration, map_ids)
+        head = head_input(model) if config.smooth_head else None  # one graph scan (it compares tables)
+        if config.gptq is not None or head is not None:
+            wanted = (gptq_inputs(model, config) if config.gptq else []) + ([head] if head is not None else [])
+            hessians, tokens = _calibrate(model, config, wanted, Path(tokenizer_dir or src_dir), Path(src_dir),
+                                          calibration, map_ids)
             report["calibration"] = {
                 "files": [Path(p).name for p in calibration] if calibration else ["calibration.txt (shipped)"],
-                "tokens": hessians.pop("__tokens__"),
+                "tokens": tokens,
             }
-            if smooth:
-                report["smooth_head"] = smooth_tied_head(model, np.diag(hessians.pop(head_input(model))))
+            if head is not None:
+                report["smooth_head"] = smooth_tied_head(model, np.diag(hessians.pop(head)))
             if config.gptq is not None and config.gptq.scale_inputs:
                 alphas = scale_norm_inputs(model, hessians, config.bits, config.block_size)
                 report["input_scales"] = {str(a): sum(v == a for v in alphas.values()) for a in sorted(set(alphas.values()))}
@@ -594,8 +595,8 @@ def quantize_model(
     return report
 
 
-def _calibrate(model, config: WeightOnlyConfig, inputs, tokenizer_dir: Path, src_dir: Path, files, map_ids) -> dict:
-    """Hessians of ``inputs`` (activations) on the calibration text (plus ``__tokens__``)."""
+def _calibrate(model, config: WeightOnlyConfig, inputs, tokenizer_dir: Path, src_dir: Path, files, map_ids):
+    """Hessians of ``inputs`` (activations) on the calibration text, and the tokens it took."""
     from ..runtime.session import KVShape
 
     sequences = sequences_for(tokenizer_dir, calibration_lines(files), config.gptq or SMOOTH_CALIBRATION)
@@ -603,7 +604,7 @@ def _calibrate(model, config: WeightOnlyConfig, inputs, tokenizer_dir: Path, src
         sequences = [map_ids(ids) for ids in sequences]
     cfg = json.loads((src_dir / "config.json").read_text(encoding="utf-8"))
     hessians = collect_hessians(model, sorted(set(inputs)), sequences, KVShape.from_config(cfg))
-    return {**hessians, "__tokens__": sum(len(s) for s in sequences)}
+    return hessians, sum(len(s) for s in sequences)
 
 
 def quantize_onnx(
