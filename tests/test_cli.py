@@ -142,8 +142,11 @@ def test_merge_export_graph_and_calibration_options(tiny_llama_dir, tmp_path):
     quantization = json.loads((tmp_path / "int4" / "edgecomp-export.json").read_text())["quantization"]
     assert quantization["calibration"]["files"] == ["calibration.txt"] and quantization["calibration"]["tokens"] > 0
     assert quantization["weights"]["gptq_matmuls"] > 0
+    assert "tuning needs more than" in quantization["tune"]  # too little text: skipped, not failed
     assert_one_line_error(cli("merge-export", "--base", tiny_llama_dir, "--graph", "tvm", "--out", tmp_path / "x"),
                           "unknown graph 'tvm'")
+    assert_one_line_error(cli("merge-export", "--base", tiny_llama_dir, "--quantize", "int8", "--tune-steps", "5",
+                              "--out", tmp_path / "x"), "--block-size and --tune-steps apply to --quantize int4 only")
     assert_one_line_error(cli("merge-export", "--base", tiny_llama_dir, "--quantize", "int4", "--calibration",
                               tmp_path / "missing.txt", "--out", tmp_path / "x"), "missing.txt")
     assert not (tmp_path / "x").exists()

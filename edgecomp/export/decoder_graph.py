@@ -39,6 +39,7 @@ OPSET = 18
 VERSION = 1  # bumped whenever the graph written for a checkpoint changes (export caches key on it)
 MASKED = float(np.finfo(np.float32).min)
 ACTIVATIONS = {"llama": "silu", "gemma3_text": "gelu_pytorch_tanh"}
+PRODUCER = "edgecomp"  # the graph's producer_name: what later steps check before relying on its names
 
 
 def unsupported(config: dict) -> str | None:
@@ -325,8 +326,13 @@ class _Builder:
         return helper.make_model(
             graph,
             opset_imports=[helper.make_opsetid("", OPSET), helper.make_opsetid("com.microsoft", 1)],
-            producer_name="edgecomp",
+            producer_name=PRODUCER,
         )
+
+
+def is_edgecomp_graph(model: onnx.ModelProto) -> bool:
+    """Whether ``model`` was written here (weights named after checkpoint tensors), not by optimum."""
+    return model.producer_name == PRODUCER
 
 
 def build_decoder_graph(checkpoint_dir: Path, work_dir: Path) -> Path:

@@ -5,15 +5,16 @@ matrix one input column at a time and, after each column, spreads that column's 
 the columns not yet quantized, weighted by the inverse Hessian ``H = Σ x xᵀ`` of the layer's
 inputs on calibration text, so the errors cancel in ``x @ W`` instead of adding up. The blocks and
 codes it writes are the same MatMulNBits blocks round-to-nearest writes (asymmetric 4-bit, a scale
-and a zero point per block of 32): only which code each weight gets differs, so the runtime is
+and a zero point per block): only which code each weight gets differs, so the runtime is
 untouched.
 
 Why edgecomp needs it: the embedded default's weights are a Q4_K_M GGUF, mostly Q5_0 (5-bit)
 blocks (640 is not a multiple of the 256 K-quants need). Re-rounding them to a 4-bit grid cost
 +20% (en) to +81% (hi) held-out perplexity; GPTQ on 16k tokens of multilingual calibration text
 (``calibration.txt``), after AWQ-style input scales (:mod:`edgecomp.export.smooth`) and in
-act order, brings that to +7-13% (benchmarks/QUANTIZATION.md). Less than that would need more bits than 4: each of the
-four MatMul kinds, kept at 8 bits alone, removes only a part of the loss.
+act order, brings that to +7-13% in blocks of 32 and about +4-10% in blocks of 16; tuning the
+scales end to end afterwards (:mod:`edgecomp.export.tune`) takes off another few points
+(benchmarks/QUANTIZATION.md).
 
 The Hessians are collected with ONNX Runtime on the fp32 graph itself (every MatMul's input made a
 graph output), so they are the activations the exported graph computes, for any architecture

@@ -59,6 +59,8 @@ def merge_export(
     trim_corpus: list[Path] | None = None,
     graph: str = "auto",
     calibration: list[Path] | None = None,
+    block_size: int | None = None,
+    tune_steps: int | None = None,
 ) -> dict:
     from ..models.cache import cached_entry
     from ..models.fingerprint import weights_fingerprint
@@ -73,7 +75,7 @@ def merge_export(
     base_model = resolve_base(_base_spec(resolved, base), allow_pickle=allow_pickle)
     fingerprint = weights_fingerprint(base_model.path)
     _check_fingerprints(resolved, base_model.name, fingerprint)
-    from .quantize import QUANTIZER_VERSION, mode_config
+    from .quantize import QUANTIZER_VERSION, int4_options, mode_config
 
     from .onnx import chosen_graph
 
@@ -84,7 +86,7 @@ def merge_export(
     from .decoder_graph import VERSION as GRAPH_VERSION
 
     graph_key = f"edgecomp-{GRAPH_VERSION}" if graph == "edgecomp" else graph
-    weights = mode_config(quantize)
+    weights = int4_options(mode_config(quantize), block_size=block_size, tune_steps=tune_steps)
     key = resolved.digest(base=fingerprint, merge_base=merge_base, quantize=quantize, edgecomp=__version__,
                           quantizer=QUANTIZER_VERSION, weights=weights.describe() if weights else None,
                           graph=graph_key, **extra)
@@ -106,7 +108,7 @@ def merge_export(
                 merged = merged_checkpoint(base_model.path, composed, merge_base, Path(tmp) / "merged",
                                            allow_pickle=allow_pickle, trust_remote_code=trust_remote_code)
             export_checkpoint(merged, entry / EXPORT_DIR, quantize=quantize, manifest=manifest,
-                              trim_corpus=trim_corpus, graph=graph, calibration=calibration)
+                              trim_corpus=trim_corpus, graph=graph, calibration=calibration, weight_config=weights)
         return {"spec_sha256": key}
 
     cached = cached_entry("exports", key[:32], build) / EXPORT_DIR

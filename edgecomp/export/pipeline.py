@@ -13,7 +13,7 @@ import json
 import shutil
 import time
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -42,11 +42,17 @@ VERIFY_MAX_TOKENS = 64
 
 
 @contextlib.contextmanager
-def _step(label: str) -> Iterator[None]:
+def _step(label: str) -> Iterator[Callable[[str, int, int], None]]:
+    """A spinner for ``label``; the yielded ``report(stage, done, total)`` turns it into a bar
+    (int4's calibration and scale tuning take minutes on a CPU)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
     start = time.perf_counter()
+    columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     try:
-        with console.status(f"{label}…"):
-            yield
+        with Progress(*columns, console=console, transient=True) as bar:
+            task = bar.add_task(f"{label}…", total=None)
+            yield lambda stage, done, total: bar.update(task, description=f"{label}: {stage}", completed=done, total=total)
     except BaseException:
         console.print(f"[red]✗[/] {label}")
         raise
@@ -137,9 +143,9 @@ def export_checkpoint(
                      "keep_unused": keep_unused, "map": "vocab_map.json"}
             ids = [int(np.searchsorted(kept, i)) for i in ids]  # all kept: extra_ids above
             map_ids = IdMap.from_kept(kept, trim["original_vocab_size"], tokenizer).to_trimmed_ids
-        with _step("Writing fp32 model" if quantize == "none" else f"Quantizing to {quantize}"):
+        with _step("Writing fp32 model" if quantize == "none" else f"Quantizing to {quantize}") as report:
             quantization = quantize_model(work, tmp, quantize, weight_config, tokenizer_dir=checkpoint_dir,
-                                          calibration=calibration, map_ids=map_ids)
+                                          calibration=calibration, map_ids=map_ids, progress=report)
         if quantize != "none":
             with _step(f"Measuring {quantize} against fp32"):
                 verify[quantize] = compare_quantized(tmp, work, checkpoint_dir, ids)

@@ -14,8 +14,9 @@ Modes:
     head's input channels smoothed into the table (:mod:`edgecomp.export.smooth`).
 ``int4``
     4-bit blocks (asymmetric, 32 a block) for the transformer's MatMuls, their codes chosen by GPTQ
-    (:mod:`edgecomp.export.gptq`) after AWQ-style input scales; the tied embedding / LM head 8-bit
-    in blocks of 128 (:data:`INT4`).
+    (:mod:`edgecomp.export.gptq`) after AWQ-style input scales, then their scales tuned end to end
+    against the fp32 graph (:mod:`edgecomp.export.tune`); the tied embedding / LM head 8-bit in
+    blocks of 128 (:data:`INT4`).
 
 A tied embedding / LM head (Gemma, the tiny test models) is stored ONCE: the head's
 ``MatMulNBits`` and the lookup's ``GatherBlockQuantized`` read the same packed initializer.
@@ -35,10 +36,11 @@ Measured on Gemma3 270M (benchmarks/QUANTIZATION.md, from benchmarks/quantizatio
   (hi): ONNX Runtime's int8 activations (``accuracy_level=4``) lose the head input's small
   channels next to its outliers. ``accuracy_level=0`` would be exact but has no fast 8-bit
   kernel on CPU (it dequantizes the whole head every step: 1.6 tokens/s).
-- int4 238 MB (the GGUF: 253 MB): +7% (en, hi) to +13% (sw). Round-to-nearest was +20% to +81%: this
-  base is already a GGUF whose blocks are mostly Q5_0 (5-bit), and 4 bits cannot hold 5; every
-  MatMul kind kept at 8 bits alone removes only a part of the loss. A 4-bit embedding / head is
-  what breaks Hindi (x39): it stays 8-bit.
+- int4 238 MB (the GGUF: 253 MB): +5% (hi, en) to +8% (vi); GPTQ alone +7% to +13%, round to
+  nearest +20% to +81%: this base is already a GGUF whose blocks are mostly Q5_0 (5-bit), and 4
+  bits cannot hold 5. Blocks of 16 (``--block-size 16``, 252 MB) reach +2% to +5.4% but decode
+  ~10% slower (more scale bytes per weight). A 4-bit embedding / head is what breaks Hindi (x39):
+  it stays 8-bit.
 - The former int8 (dynamic MatMulInteger, per-tensor activation scales, fp32 embedding): 943 MB,
   +312% (hi): Gemma's activations have outliers one scale per tensor cannot hold.
 """
@@ -46,7 +48,7 @@ Measured on Gemma3 270M (benchmarks/QUANTIZATION.md, from benchmarks/quantizatio
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -57,13 +59,15 @@ from onnx import helper, numpy_helper
 from ..errors import EdgecompError
 from .logits_to_keep import add_logits_to_keep_proto
 from .smooth import scale_norm_inputs, smooth_tied_head
+from .decoder_graph import is_edgecomp_graph
 from .gptq import GPTQConfig, calibration_lines, collect_hessians, gptq_blocks, sequences_for
+from .tune import TuneConfig, tune_scales
 
 MODES = ("none", "fp16", "int8", "int4")
 # Bumped whenever a mode's output changes (2: int8 became weight-only MatMulNBits, int4 got the
 # shared 8-bit embedding; 3: int4 by GPTQ, every mode with logits_to_keep; 4: smoothed head, input
-# scales, int4 head blocks of 128); export caches key on it.
-QUANTIZER_VERSION = 4
+# scales, int4 head blocks of 128; 5: int4 scales tuned end to end); export caches key on it.
+QUANTIZER_VERSION = 5
 
 
 @dataclass(frozen=True)
@@ -91,6 +95,7 @@ class WeightOnlyConfig:
     gptq: GPTQConfig | None = None  # 4-bit MatMuls chosen by GPTQ on calibration text, else rounded
     head_block_size: int | None = None  # the LM head's (and shared embedding's) blocks; None: block_size
     smooth_head: bool = True  # migrate the LM head input's outlier channels into a tied table (calibrated)
+    tune: TuneConfig | None = None  # then train the 4-bit scales against fp32 (edgecomp's graph, with gptq)
 
     def __post_init__(self):
         if self.bits not in (4, 8) or self.head_bits not in (4, 8):
@@ -101,7 +106,8 @@ class WeightOnlyConfig:
 
     def describe(self) -> dict:
         gptq = self.gptq.describe() if self.gptq else None
-        return {**asdict(self), "eight_bit": list(self.eight_bit), "gptq": gptq}
+        tune = self.tune.describe() if self.tune else None
+        return {**asdict(self), "eight_bit": list(self.eight_bit), "gptq": gptq, "tune": tune}
 
     def bits_for(self, node_name: str) -> int:
         return 8 if any(part in node_name for part in self.eight_bit) else self.bits
@@ -111,12 +117,29 @@ class WeightOnlyConfig:
 # Gemma3 270M, whose weights come from a Q4_K_M GGUF: see the module docstring).
 INT8 = WeightOnlyConfig(bits=8, head_bits=8)
 SMOOTH_CALIBRATION = GPTQConfig(tokens=4096)  # channel statistics for smooth_head need few tokens
-INT4 = WeightOnlyConfig(bits=4, head_bits=8, head_block_size=128, gptq=GPTQConfig())
+INT4 = WeightOnlyConfig(bits=4, head_bits=8, head_block_size=128, gptq=GPTQConfig(), tune=TuneConfig())
 
 
 def mode_config(mode: str) -> WeightOnlyConfig | None:
     """The weight-only configuration a mode means (None for none/fp16)."""
     return {"int8": INT8, "int4": INT4}.get(mode)
+
+
+def int4_options(config: WeightOnlyConfig | None, *, block_size: int | None = None,
+                 tune_steps: int | None = None) -> WeightOnlyConfig | None:
+    """``config`` (int4's) with merge-export's ``--block-size`` / ``--tune-steps`` (None: as is;
+    ``tune_steps=0``: GPTQ alone)."""
+    if block_size is None and tune_steps is None:
+        return config
+    if config is None or config.bits != 4 or config.gptq is None:
+        raise EdgecompError("--block-size and --tune-steps apply to --quantize int4 only")
+    if tune_steps is not None and tune_steps < 0:
+        raise EdgecompError("--tune-steps must be 0 (off) or more")
+    if block_size is not None:
+        config = replace(config, block_size=block_size)  # checked: a power of two, at least 16
+    if tune_steps is not None:
+        config = replace(config, tune=replace(config.tune or TuneConfig(), steps=tune_steps) if tune_steps else None)
+    return config
 
 
 def block_quantize(rows: np.ndarray, bits: int, block_size: int, symmetric: bool):
@@ -546,6 +569,7 @@ def quantize_model(
     tokenizer_dir: Path | None = None,
     calibration: Sequence[str | Path] | None = None,
     map_ids: Callable[[list[int]], list[int]] | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
 ) -> dict:
     """Write ``src_dir/model.onnx`` quantized per ``mode`` to ``dst_dir/model.onnx``; return what
     was done (``mode``; for int8/int4 the configuration and how the embedding / head are stored).
@@ -568,11 +592,11 @@ def quantize_model(
         head = head_input(model) if config.smooth_head else None  # one graph scan (it compares tables)
         if config.gptq is not None or head is not None:
             wanted = (gptq_inputs(model, config) if config.gptq else []) + ([head] if head is not None else [])
-            hessians, tokens = _calibrate(model, config, wanted, Path(tokenizer_dir or src_dir), Path(src_dir),
-                                          calibration, map_ids)
+            hessians, sequences = _calibrate(model, config, wanted, Path(tokenizer_dir or src_dir), Path(src_dir),
+                                             calibration, map_ids, progress)
             report["calibration"] = {
                 "files": [Path(p).name for p in calibration] if calibration else ["calibration.txt (shipped)"],
-                "tokens": tokens,
+                "tokens": sum(len(s) for s in sequences),
             }
             if head is not None:
                 report["smooth_head"] = smooth_tied_head(model, np.diag(hessians.pop(head)))
@@ -582,6 +606,8 @@ def quantize_model(
             if config.gptq is None:
                 hessians = None
         model, report["weights"] = quantize_weight_only(model, config, hessians)
+        if config.tune is not None and config.gptq is not None:
+            report["tune"] = _tune(model, src, Path(src_dir), sequences, config.tune, progress)
         report["config"] = config.describe()
     else:
         report["tied_lm_head"] = tie_lm_head(model)
@@ -595,16 +621,32 @@ def quantize_model(
     return report
 
 
-def _calibrate(model, config: WeightOnlyConfig, inputs, tokenizer_dir: Path, src_dir: Path, files, map_ids):
-    """Hessians of ``inputs`` (activations) on the calibration text, and the tokens it took."""
+def _tune(model, fp32_path: Path, config_dir: Path, sequences, config: TuneConfig, progress) -> dict | str:
+    """:func:`tune_scales`' report, or why it was skipped (a warning: the export is still valid)."""
+    longest = max(map(len, sequences))
+    full = sum(len(s) == longest for s in sequences)
+    reason = ("only edgecomp's graph can be tuned" if not is_edgecomp_graph(model)
+              else f"{full} full calibration sequences, tuning needs more than {config.holdout}"
+              if full <= config.holdout else None)
+    if reason is None:
+        return tune_scales(model, fp32_path, config_dir, sequences, config, progress=progress)
+    from ..console import console
+
+    console.print(f"[yellow]warning:[/] 4-bit scales not tuned: {reason}")
+    return f"skipped: {reason}"
+
+
+def _calibrate(model, config: WeightOnlyConfig, inputs, tokenizer_dir: Path, src_dir: Path, files, map_ids, progress):
+    """Hessians of ``inputs`` (activations) on the calibration text, and its token sequences."""
     from ..runtime.session import KVShape
 
     sequences = sequences_for(tokenizer_dir, calibration_lines(files), config.gptq or SMOOTH_CALIBRATION)
     if map_ids is not None:
         sequences = [map_ids(ids) for ids in sequences]
     cfg = json.loads((src_dir / "config.json").read_text(encoding="utf-8"))
-    hessians = collect_hessians(model, sorted(set(inputs)), sequences, KVShape.from_config(cfg))
-    return hessians, sum(len(s) for s in sequences)
+    report = (lambda done, total: progress("calibrating", done, total)) if progress else None
+    hessians = collect_hessians(model, sorted(set(inputs)), sequences, KVShape.from_config(cfg), progress=report)
+    return hessians, sequences
 
 
 def quantize_onnx(
