@@ -36,7 +36,7 @@ Measured on Gemma3 270M (benchmarks/QUANTIZATION.md, from benchmarks/quantizatio
   (hi): ONNX Runtime's int8 activations (``accuracy_level=4``) lose the head input's small
   channels next to its outliers. ``accuracy_level=0`` would be exact but has no fast 8-bit
   kernel on CPU (it dequantizes the whole head every step: 1.6 tokens/s).
-- int4 238 MB (the GGUF: 253 MB): +5% (hi, en) to +8% (vi); GPTQ alone +7% to +13%, round to
+- int4 238 MB (the GGUF: 253 MB): +4% (hi) to +8.5% (vi); GPTQ alone +7% to +13%, round to
   nearest +20% to +81%: this base is already a GGUF whose blocks are mostly Q5_0 (5-bit), and 4
   bits cannot hold 5. Blocks of 16 (``--block-size 16``, 252 MB) reach +2% to +5.4% but decode
   ~10% slower (more scale bytes per weight). A 4-bit embedding / head is what breaks Hindi (x39):

@@ -15,7 +15,7 @@ with the scales trainable (:mod:`edgecomp.export.student`). Only edgecomp's own 
 (:mod:`edgecomp.export.decoder_graph`) has that naming; optimum's graphs are left as GPTQ made them.
 
 Measured on the default base (benchmarks/QUANTIZATION.md, 100 held-out lines a language): the
-worst language's perplexity ratio to fp32 went 1.126 → 1.084 in blocks of 32 and 1.092 → 1.054 in
+worst language's perplexity ratio to fp32 went 1.126 → 1.085 in blocks of 32 and 1.092 → 1.054 in
 blocks of 16, in 96 steps (about 8 minutes on 2 CPU cores, most of it the student's
 forward/backward). A learning rate of 3e-3 made the held-out KL worse than before tuning; 192
 steps instead of 96 gained nothing measurable (a 40-line check). The loss sees only the
