@@ -59,9 +59,8 @@ from onnx import helper, numpy_helper
 from ..errors import EdgecompError
 from .logits_to_keep import add_logits_to_keep_proto
 from .smooth import scale_norm_inputs, smooth_tied_head
-from .decoder_graph import is_edgecomp_graph
 from .gptq import GPTQConfig, calibration_lines, collect_hessians, gptq_blocks, sequences_for
-from .tune import TuneConfig, tune_scales
+from .tune import TuneConfig, tune_scales, untunable
 
 MODES = ("none", "fp16", "int8", "int4")
 # Bumped whenever a mode's output changes (2: int8 became weight-only MatMulNBits, int4 got the
@@ -200,8 +199,9 @@ def pack_zero_points(zeros: np.ndarray) -> np.ndarray:
     return zeros[:, 0::2] | (zeros[:, 1::2] << 4)
 
 
-def dequantize_blocks(packed: np.ndarray, scales: np.ndarray, zero_points: np.ndarray | None, bits: int) -> np.ndarray:
-    """The inverse of :func:`block_quantize`: rows [N, k_blocks * block_size] float32."""
+def centered_codes(packed: np.ndarray, zero_points: np.ndarray | None, bits: int) -> np.ndarray:
+    """MatMulNBits' packed blocks [N, k_blocks, blob] → ``code - zero`` [N, k_blocks, block] float32
+    (what the scales multiply; :mod:`edgecomp.export.student` trains those scales)."""
     n, k_blocks, _ = packed.shape
     if bits == 4:
         q = np.stack([packed & 0x0F, packed >> 4], axis=-1).reshape(n, k_blocks, -1)
@@ -213,8 +213,12 @@ def dequantize_blocks(packed: np.ndarray, scales: np.ndarray, zero_points: np.nd
         zero = np.stack([zero_points & 0x0F, zero_points >> 4], axis=-1).reshape(n, -1)[:, :k_blocks]
     else:
         zero = zero_points[:, :k_blocks]
-    values = (q.astype(np.float32) - zero[..., None].astype(np.float32)) * scales[..., None]
-    return values.reshape(n, -1)
+    return q.astype(np.float32) - zero[..., None].astype(np.float32)
+
+
+def dequantize_blocks(packed: np.ndarray, scales: np.ndarray, zero_points: np.ndarray | None, bits: int) -> np.ndarray:
+    """The inverse of :func:`block_quantize`: rows [N, k_blocks * block_size] float32."""
+    return (centered_codes(packed, zero_points, bits) * scales[..., None]).reshape(len(packed), -1)
 
 
 def external_data_files(model_path: Path) -> list[str]:
@@ -623,11 +627,7 @@ def quantize_model(
 
 def _tune(model, fp32_path: Path, config_dir: Path, sequences, config: TuneConfig, progress) -> dict | str:
     """:func:`tune_scales`' report, or why it was skipped (a warning: the export is still valid)."""
-    longest = max(map(len, sequences))
-    full = sum(len(s) == longest for s in sequences)
-    reason = ("only edgecomp's graph can be tuned" if not is_edgecomp_graph(model)
-              else f"{full} full calibration sequences, tuning needs more than {config.holdout}"
-              if full <= config.holdout else None)
+    reason = untunable(model, sequences, config)
     if reason is None:
         return tune_scales(model, fp32_path, config_dir, sequences, config, progress=progress)
     from ..console import console

@@ -23,7 +23,7 @@ import onnx
 import torch
 from onnx import numpy_helper
 
-from .quantize import dequantize_blocks
+from .quantize import centered_codes, dequantize_blocks
 
 _PARTS = {"qkv_proj": ("q_proj", "k_proj", "v_proj"), "gate_up_proj": ("gate_proj", "up_proj")}
 
@@ -48,13 +48,6 @@ class BlockLinear(torch.nn.Module):
 
 def _attributes(node) -> dict:
     return {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
-
-
-def _four_bit_codes(packed: np.ndarray, zero_points: np.ndarray) -> np.ndarray:
-    """MatMulNBits 4-bit bytes [N, blocks, block/2] and packed zero points → code − zero [N, blocks, block]."""
-    codes = np.stack([packed & 0x0F, packed >> 4], axis=-1).reshape(packed.shape[0], packed.shape[1], -1)
-    zeros = np.stack([zero_points & 0x0F, zero_points >> 4], axis=-1).reshape(len(zero_points), -1)
-    return codes.astype(np.float32) - zeros[:, : packed.shape[1], None].astype(np.float32)
 
 
 class QuantizedStudent:
@@ -106,7 +99,7 @@ class QuantizedStudent:
         if _attributes(node)["bits"] != 4 or not has_zeros:
             self._set_rows(params, prefix, self._dequantized(node))
             return
-        centered = torch.from_numpy(_four_bit_codes(self._array(node.input[1]), self._array(node.input[3])))
+        centered = torch.from_numpy(centered_codes(self._array(node.input[1]), self._array(node.input[3]), 4))
         scales = torch.from_numpy(self._array(node.input[2]).copy())
         layers, start = [], 0
         for path, count in self._rows(prefix):

@@ -71,6 +71,24 @@ def teacher_targets(fp32_path: Path, shape, sequences: Sequence[Sequence[int]], 
     return targets
 
 
+def _full_length(sequences: Sequence[Sequence[int]]) -> list[list[int]]:
+    """The calibration sequences of the longest length (the packer's last one may be shorter)."""
+    longest = max((len(s) for s in sequences), default=0)
+    return [list(s) for s in sequences if len(s) == longest]
+
+
+def untunable(model: onnx.ModelProto, sequences: Sequence[Sequence[int]], config: TuneConfig) -> str | None:
+    """Why :func:`tune_scales` cannot run on ``model`` with ``sequences``, or None."""
+    from .decoder_graph import is_edgecomp_graph
+
+    if not is_edgecomp_graph(model):
+        return "only edgecomp's decoder graph can be tuned (--graph edgecomp)"
+    full = len(_full_length(sequences))
+    if full <= config.holdout:
+        return f"{full} full calibration sequences, tuning needs more than {config.holdout}"
+    return None
+
+
 def tune_scales(
     model: onnx.ModelProto,
     fp32_path: Path,
@@ -86,15 +104,12 @@ def tune_scales(
     import torch
 
     from ..runtime.session import KVShape
-    from .decoder_graph import is_edgecomp_graph
     from .student import QuantizedStudent
 
-    if not is_edgecomp_graph(model):
-        raise EdgecompError("scale tuning needs edgecomp's decoder graph (--graph edgecomp)")
-    longest = max((len(s) for s in sequences), default=0)
-    sequences = [list(s) for s in sequences if len(s) == longest]
-    if len(sequences) <= config.holdout:
-        raise EdgecompError("too little calibration text to tune scales")
+    reason = untunable(model, sequences, config)
+    if reason:
+        raise EdgecompError(f"cannot tune the 4-bit scales: {reason}")
+    sequences = _full_length(sequences)
     shape = KVShape.from_config(json.loads((Path(config_dir) / "config.json").read_text(encoding="utf-8")))
     report = (lambda i, n: progress("fp32 targets", i, n)) if progress else None
     targets = teacher_targets(fp32_path, shape, sequences, config.top_k, report)
