@@ -43,17 +43,20 @@ from edgecomp.export.quantize import INT4, INT8  # noqa: E402
 
 # name → (mode, weight-only configuration or None for the mode's own); "dynamic" (onnxruntime's
 # quantize_dynamic, MatMulInteger with per-tensor activation scales) can be added for comparison.
-# The default before end-to-end scale tuning: the ablations below are of it.
-B32 = dataclasses.replace(INT4, tune=None)
+# The default before end-to-end scale tuning and 8-bit edge layers: the ablations below are of it.
+B32 = dataclasses.replace(INT4, tune=None, eight_bit_layers=())
+TUNED = dataclasses.replace(INT4, eight_bit_layers=())
 VARIANTS: dict[str, tuple[str, WeightOnlyConfig | None]] = {
     "fp32": ("none", None),
     "fp16": ("fp16", None),
     "int8: q8 b32, smoothed q8 head+embedding": ("int8", None),
     "int8 without head smoothing": ("int8", dataclasses.replace(INT8, smooth_head=False)),
-    "int4 (default): GPTQ b32 + input scales, scales tuned end to end; smoothed q8 head b128": ("int4", None),
-    "int4 --block-size 16: GPTQ b16, scales tuned": ("int4", dataclasses.replace(INT4, block_size=16)),
-    "int4 GPTQ b16, scales not tuned": ("int4", dataclasses.replace(INT4, block_size=16, tune=None)),
-    "int4 GPTQ b32, not tuned (the previous default)": ("int4", B32),
+    "int4 (default): GPTQ b32 + input scales, scales tuned end to end; layers 0, 1, 17 in q8; smoothed q8 head b128": (
+        "int4", None),
+    "int4 all layers 4-bit: GPTQ b32 + input scales, scales tuned (the previous default)": ("int4", TUNED),
+    "int4 --block-size 16: GPTQ b16, scales tuned": ("int4", dataclasses.replace(TUNED, block_size=16)),
+    "int4 GPTQ b16, scales not tuned": ("int4", dataclasses.replace(B32, block_size=16)),
+    "int4 GPTQ b32, not tuned": ("int4", B32),
     "int4 round-to-nearest b32, q8 head b32 (no calibration)": (
         "int4", WeightOnlyConfig(bits=4, head_bits=8, smooth_head=False)),
     "int4 GPTQ b32 without input scales": (

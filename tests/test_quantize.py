@@ -178,6 +178,17 @@ def test_eight_bit_node_selection():
     assert report["weights_by_bits"] == {"8": HIDDEN * HIDDEN + VOCAB * HIDDEN}
 
 
+def test_eight_bit_layers_count_from_either_end():
+    config = WeightOnlyConfig(eight_bit_layers=(0, 1, -1))
+    widths = [config.bits_for(f"/model/layers.{i}/mlp/down_proj/MatMul", 18) for i in range(18)]
+    assert widths == [8, 8] + [4] * 15 + [8]
+    assert config.bits_for("/lm_head/MatMul", 18) == 4  # not a decoder layer
+    assert WeightOnlyConfig(eight_bit_layers=(18, -19)).bits_for("/model/layers.0/mlp/up_proj/MatMul", 18) == 4
+    assert config.bits_for("/model/layers.0/mlp/down_proj/MatMul", 8) == 4  # 3 of 8 layers: too many
+    model, report = quantize_weight_only(lookup_and_head(), WeightOnlyConfig(eight_bit_layers=(-1,)))
+    assert report["weights_by_bits"]["8"] == VOCAB * HIDDEN  # its one layer is all of it: stays 4-bit
+
+
 def test_tie_lm_head_keeps_logits_and_drops_the_copy():
     model = lookup_and_head()
     ids, hidden = inputs()

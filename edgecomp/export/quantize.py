@@ -13,7 +13,8 @@ Modes:
     LM head included, and the embedding lookup as ``GatherBlockQuantized`` on the same blocks; the
     head's input channels smoothed into the table (:mod:`edgecomp.export.smooth`).
 ``int4``
-    4-bit blocks (asymmetric, 32 a block) for the transformer's MatMuls, their codes chosen by GPTQ
+    4-bit blocks (asymmetric, 32 a block) for the transformer's MatMuls (8-bit in its first two
+    and last layers, :data:`INT4`), the 4-bit codes chosen by GPTQ
     (:mod:`edgecomp.export.gptq`) after AWQ-style input scales, then their scales tuned end to end
     against the fp32 graph (:mod:`edgecomp.export.tune`); the tied embedding / LM head 8-bit in
     blocks of 128 (:data:`INT4`).
@@ -36,10 +37,10 @@ Measured on Gemma3 270M (benchmarks/QUANTIZATION.md, from benchmarks/quantizatio
   (hi): ONNX Runtime's int8 activations (``accuracy_level=4``) lose the head input's small
   channels next to its outliers. ``accuracy_level=0`` would be exact but has no fast 8-bit
   kernel on CPU (it dequantizes the whole head every step: 1.6 tokens/s).
-- int4 238 MB (the GGUF: 253 MB): +4% (hi) to +8.5% (vi); GPTQ alone +7% to +13%, round to
-  nearest +20% to +81%: this base is already a GGUF whose blocks are mostly Q5_0 (5-bit), and 4
-  bits cannot hold 5. Blocks of 16 (``--block-size 16``, 252 MB) reach +2% to +5.4% but decode
-  ~10% slower (more scale bytes per weight). A 4-bit embedding / head is what breaks Hindi (x39):
+- int4 246 MB (the GGUF: 253 MB): +2.5% (sw) to +4.8% (vi); all layers 4-bit (238 MB) +4% to
+  +8.5%; GPTQ alone +7% to +13%, round to nearest +20% to +81%: this base is already a GGUF whose
+  blocks are mostly Q5_0 (5-bit), and 4 bits cannot hold 5. Blocks of 16 (``--block-size 16``,
+  all 4-bit: 252 MB) reach +2% to +5.4% but decode ~10% slower (more scale bytes per weight). A 4-bit embedding / head is what breaks Hindi (x39):
   it stays 8-bit.
 - The former int8 (dynamic MatMulInteger, per-tensor activation scales, fp32 embedding): 943 MB,
   +312% (hi): Gemma's activations have outliers one scale per tensor cannot hold.
@@ -48,6 +49,7 @@ Measured on Gemma3 270M (benchmarks/QUANTIZATION.md, from benchmarks/quantizatio
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable, Sequence
@@ -65,8 +67,9 @@ from .tune import TuneConfig, tune_scales, untunable
 MODES = ("none", "fp16", "int8", "int4")
 # Bumped whenever a mode's output changes (2: int8 became weight-only MatMulNBits, int4 got the
 # shared 8-bit embedding; 3: int4 by GPTQ, every mode with logits_to_keep; 4: smoothed head, input
-# scales, int4 head blocks of 128; 5: int4 scales tuned end to end); export caches key on it.
-QUANTIZER_VERSION = 5
+# scales, int4 head blocks of 128; 5: int4 scales tuned end to end; 6: int4's edge layers in 8
+# bits); export caches key on it.
+QUANTIZER_VERSION = 6
 
 
 @dataclass(frozen=True)
@@ -75,7 +78,9 @@ class WeightOnlyConfig:
 
     Every MatMul weight is cut into blocks of ``block_size`` along its input axis; ``bits`` is the
     width of the transformer's MatMuls, except those whose node name contains one of
-    ``eight_bit`` (e.g. ``"mlp/gate_up_proj"``), which get 8 bits. ``head_bits`` is the width of the LM
+    ``eight_bit`` (e.g. ``"mlp/gate_up_proj"``) or that sit in one of ``eight_bit_layers`` (decoder
+    layer indices, negative ones counted from the last; ignored when they would be more than a
+    quarter of the layers), which get 8 bits. ``head_bits`` is the width of the LM
     head and, when ``quantize_embedding``, of the embedding table (one shared copy when tied).
 
     4-bit blocks are asymmetric (``symmetric=False``: a scale and a 4-bit zero point, the range
@@ -91,6 +96,7 @@ class WeightOnlyConfig:
     head_bits: int = 8
     quantize_embedding: bool = True
     eight_bit: tuple[str, ...] = ()
+    eight_bit_layers: tuple[int, ...] = ()
     gptq: GPTQConfig | None = None  # 4-bit MatMuls chosen by GPTQ on calibration text, else rounded
     head_block_size: int | None = None  # the LM head's (and shared embedding's) blocks; None: block_size
     smooth_head: bool = True  # migrate the LM head input's outlier channels into a tied table (calibrated)
@@ -106,17 +112,38 @@ class WeightOnlyConfig:
     def describe(self) -> dict:
         gptq = self.gptq.describe() if self.gptq else None
         tune = self.tune.describe() if self.tune else None
-        return {**asdict(self), "eight_bit": list(self.eight_bit), "gptq": gptq, "tune": tune}
+        return {**asdict(self), "eight_bit": list(self.eight_bit), "eight_bit_layers": list(self.eight_bit_layers),
+                "gptq": gptq, "tune": tune}
 
-    def bits_for(self, node_name: str) -> int:
-        return 8 if any(part in node_name for part in self.eight_bit) else self.bits
+    def bits_for(self, node_name: str, num_layers: int = 0) -> int:
+        """The width of the MatMul ``node_name`` in a graph of ``num_layers`` decoder layers."""
+        if any(part in node_name for part in self.eight_bit):
+            return 8
+        layer = decoder_layer(node_name)
+        chosen = {i % num_layers for i in self.eight_bit_layers if -num_layers <= i < num_layers}
+        if 4 * len(chosen) > num_layers:  # a shallow model: keep it 4-bit rather than mostly 8-bit
+            return self.bits
+        return 8 if layer in chosen else self.bits
+
+
+_LAYER = re.compile(r"/layers\.(\d+)/")
+
+
+def decoder_layer(node_name: str) -> int | None:
+    """The decoder layer a node belongs to, by exporter naming (``/model/layers.3/mlp/...``)."""
+    match = _LAYER.search(node_name)
+    return int(match[1]) if match else None
 
 
 # What ``int8`` and ``int4`` mean (benchmarks/quantization_table.py measured the alternatives on
 # Gemma3 270M, whose weights come from a Q4_K_M GGUF: see the module docstring).
 INT8 = WeightOnlyConfig(bits=8, head_bits=8)
 SMOOTH_CALIBRATION = GPTQConfig(tokens=4096)  # channel statistics for smooth_head need few tokens
-INT4 = WeightOnlyConfig(bits=4, head_bits=8, head_block_size=128, gptq=GPTQConfig(), tune=TuneConfig())
+# int4 keeps the first two and the last decoder layer in 8 bits: made exact one at a time, those
+# layers' MatMuls cut the most KL to fp32 per byte on Gemma3 270M (the edges of the network, where
+# llama.cpp's Q4_K_M spends its extra bits too); they cost 8 MB and ~3% of decode speed.
+INT4 = WeightOnlyConfig(bits=4, head_bits=8, head_block_size=128, eight_bit_layers=(0, 1, -1), gptq=GPTQConfig(),
+                        tune=TuneConfig())
 
 
 def mode_config(mode: str) -> WeightOnlyConfig | None:
@@ -465,13 +492,15 @@ def head_input(model: onnx.ModelProto) -> str | None:
 def _matmul_weights(model: onnx.ModelProto, config: WeightOnlyConfig, skip: set[str]):
     """(node, weight initializer, bits) for every named MatMul by a constant 2-D fp32 weight."""
     inits = _initializers(model)
+    layers = {decoder_layer(node.name) for node in model.graph.node} - {None}
+    num_layers = max(layers) + 1 if layers else 0
     for node in model.graph.node:
         if node.op_type != "MatMul" or node.name in skip or not node.name:
             continue
         weight = inits.get(node.input[1])
         if weight is None or len(weight.dims) != 2 or weight.data_type != onnx.TensorProto.FLOAT:
             continue
-        yield node, weight, config.bits_for(node.name)
+        yield node, weight, config.bits_for(node.name, num_layers)
 
 
 def gptq_inputs(model: onnx.ModelProto, config: WeightOnlyConfig) -> list[str]:
