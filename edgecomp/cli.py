@@ -182,6 +182,9 @@ def merge_export(
     tune_steps: Optional[int] = typer.Option(None, "--tune-steps", help="int4: Adam steps that tune the 4-bit "
                                              "scales toward the fp32 model's predictions on the calibration text "
                                              "(default 96, about 8 min on 2 CPU cores; 0: GPTQ alone)."),
+    eight_bit_layers: Optional[str] = typer.Option(None, "--eight-bit-layers", help="int4: decoder layers kept "
+                                                   "in 8 bits, e.g. 0,1,-1 (the default: the most sensitive "
+                                                   "ones, +8 MB on the default base) or 'none' (all 4-bit)."),
     trim_vocab: List[Path] = typer.Option([], "--trim-vocab", help="Keep only the vocabulary these files use "
                                           "(.txt lines, .jsonl text/summary) plus special, byte-fallback and prompt "
                                           "tokens: smaller embedding/LM head, faster decoding."),
@@ -198,7 +201,7 @@ def merge_export(
         return run_export(resolved, out, base=base, merge_base=merge_base, quantize=quantize, force=force,
                           allow_pickle=allow_pickle, trust_remote_code=trust_remote_code,
                           trim_corpus=list(trim_vocab) or None, graph=graph, calibration=list(calibration) or None,
-                          block_size=block_size, tune_steps=tune_steps)
+                          block_size=block_size, tune_steps=tune_steps, eight_bit_layers=eight_bit_layers)
 
     _call(run)
     typer.echo(f"wrote {out}")

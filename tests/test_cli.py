@@ -146,7 +146,9 @@ def test_merge_export_graph_and_calibration_options(tiny_llama_dir, tmp_path):
     assert_one_line_error(cli("merge-export", "--base", tiny_llama_dir, "--graph", "tvm", "--out", tmp_path / "x"),
                           "unknown graph 'tvm'")
     assert_one_line_error(cli("merge-export", "--base", tiny_llama_dir, "--quantize", "int8", "--tune-steps", "5",
-                              "--out", tmp_path / "x"), "--block-size and --tune-steps apply to --quantize int4 only")
+                              "--out", tmp_path / "x"), "--block-size, --tune-steps and --eight-bit-layers apply to --quantize int4 only")
+    assert_one_line_error(cli("merge-export", "--base", tiny_llama_dir, "--quantize", "int4", "--eight-bit-layers",
+                              "0,last", "--out", tmp_path / "x"), "--eight-bit-layers takes layer indices")
     assert_one_line_error(cli("merge-export", "--base", tiny_llama_dir, "--quantize", "int4", "--calibration",
                               tmp_path / "missing.txt", "--out", tmp_path / "x"), "missing.txt")
     assert not (tmp_path / "x").exists()

@@ -61,6 +61,7 @@ def merge_export(
     calibration: list[Path] | None = None,
     block_size: int | None = None,
     tune_steps: int | None = None,
+    eight_bit_layers: str | None = None,
 ) -> dict:
     from ..models.cache import cached_entry
     from ..models.fingerprint import weights_fingerprint
@@ -86,7 +87,8 @@ def merge_export(
     from .decoder_graph import VERSION as GRAPH_VERSION
 
     graph_key = f"edgecomp-{GRAPH_VERSION}" if graph == "edgecomp" else graph
-    weights = int4_options(mode_config(quantize), block_size=block_size, tune_steps=tune_steps)
+    weights = int4_options(mode_config(quantize), block_size=block_size, tune_steps=tune_steps,
+                           eight_bit_layers=eight_bit_layers)
     key = resolved.digest(base=fingerprint, merge_base=merge_base, quantize=quantize, edgecomp=__version__,
                           quantizer=QUANTIZER_VERSION, weights=weights.describe() if weights else None,
                           graph=graph_key, **extra)

@@ -152,20 +152,32 @@ def mode_config(mode: str) -> WeightOnlyConfig | None:
 
 
 def int4_options(config: WeightOnlyConfig | None, *, block_size: int | None = None,
-                 tune_steps: int | None = None) -> WeightOnlyConfig | None:
-    """``config`` (int4's) with merge-export's ``--block-size`` / ``--tune-steps`` (None: as is;
-    ``tune_steps=0``: GPTQ alone)."""
-    if block_size is None and tune_steps is None:
+                 tune_steps: int | None = None, eight_bit_layers: str | None = None) -> WeightOnlyConfig | None:
+    """``config`` (int4's) with merge-export's ``--block-size`` / ``--tune-steps`` /
+    ``--eight-bit-layers`` (None: as is; ``tune_steps=0``: GPTQ alone; layers as ``"0,1,-1"`` or
+    ``"none"`` for every layer in 4 bits)."""
+    if block_size is None and tune_steps is None and eight_bit_layers is None:
         return config
     if config is None or config.bits != 4 or config.gptq is None:
-        raise EdgecompError("--block-size and --tune-steps apply to --quantize int4 only")
+        raise EdgecompError("--block-size, --tune-steps and --eight-bit-layers apply to --quantize int4 only")
     if tune_steps is not None and tune_steps < 0:
         raise EdgecompError("--tune-steps must be 0 (off) or more")
     if block_size is not None:
         config = replace(config, block_size=block_size)  # checked: a power of two, at least 16
     if tune_steps is not None:
         config = replace(config, tune=replace(config.tune or TuneConfig(), steps=tune_steps) if tune_steps else None)
+    if eight_bit_layers is not None:
+        config = replace(config, eight_bit_layers=_layer_list(eight_bit_layers))
     return config
+
+
+def _layer_list(text: str) -> tuple[int, ...]:
+    if text.strip().lower() == "none":
+        return ()
+    try:
+        return tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise EdgecompError(f"--eight-bit-layers takes layer indices like 0,1,-1 or 'none', not {text!r}") from None
 
 
 def block_quantize(rows: np.ndarray, bits: int, block_size: int, symmetric: bool):
