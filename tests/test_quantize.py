@@ -187,6 +187,7 @@ def test_eight_bit_layers_count_from_either_end():
     assert config.bits_for("/model/layers.0/mlp/down_proj/MatMul", 8) == 4  # 3 of 8 layers: too many
     model, report = quantize_weight_only(lookup_and_head(), WeightOnlyConfig(eight_bit_layers=(-1,)))
     assert report["weights_by_bits"]["8"] == VOCAB * HIDDEN  # its one layer is all of it: stays 4-bit
+    assert report["eight_bit_layers"] == [] and config.layers_in_8_bit(18) == [0, 1, 17]
 
 
 def test_tie_lm_head_keeps_logits_and_drops_the_copy():

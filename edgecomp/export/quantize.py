@@ -40,8 +40,8 @@ Measured on Gemma3 270M (benchmarks/QUANTIZATION.md, from benchmarks/quantizatio
 - int4 246 MB (the GGUF: 253 MB): +2.5% (sw) to +4.8% (vi); all layers 4-bit (238 MB) +4% to
   +8.5%; GPTQ alone +7% to +13%, round to nearest +20% to +81%: this base is already a GGUF whose
   blocks are mostly Q5_0 (5-bit), and 4 bits cannot hold 5. Blocks of 16 (``--block-size 16``,
-  all 4-bit: 252 MB) reach +2% to +5.4% but decode ~10% slower (more scale bytes per weight). A 4-bit embedding / head is what breaks Hindi (x39):
-  it stays 8-bit.
+  all 4-bit: 252 MB) reach +2% to +5.4% but decode ~10% slower (more scale bytes per weight). A
+  4-bit embedding / head is what breaks Hindi (x39): it stays 8-bit.
 - The former int8 (dynamic MatMulInteger, per-tensor activation scales, fp32 embedding): 943 MB,
   +312% (hi): Gemma's activations have outliers one scale per tensor cannot hold.
 """
@@ -115,15 +115,17 @@ class WeightOnlyConfig:
         return {**asdict(self), "eight_bit": list(self.eight_bit), "eight_bit_layers": list(self.eight_bit_layers),
                 "gptq": gptq, "tune": tune}
 
+    def layers_in_8_bit(self, num_layers: int) -> list[int]:
+        """``eight_bit_layers`` resolved in a model of ``num_layers`` decoder layers; none when they
+        would be more than a quarter of them (a shallow model stays 4-bit, not mostly 8-bit)."""
+        chosen = sorted({i % num_layers for i in self.eight_bit_layers if -num_layers <= i < num_layers})
+        return chosen if 4 * len(chosen) <= num_layers else []
+
     def bits_for(self, node_name: str, num_layers: int = 0) -> int:
         """The width of the MatMul ``node_name`` in a graph of ``num_layers`` decoder layers."""
         if any(part in node_name for part in self.eight_bit):
             return 8
-        layer = decoder_layer(node_name)
-        chosen = {i % num_layers for i in self.eight_bit_layers if -num_layers <= i < num_layers}
-        if 4 * len(chosen) > num_layers:  # a shallow model: keep it 4-bit rather than mostly 8-bit
-            return self.bits
-        return 8 if layer in chosen else self.bits
+        return 8 if decoder_layer(node_name) in self.layers_in_8_bit(num_layers) else self.bits
 
 
 _LAYER = re.compile(r"/layers\.(\d+)/")
@@ -133,6 +135,12 @@ def decoder_layer(node_name: str) -> int | None:
     """The decoder layer a node belongs to, by exporter naming (``/model/layers.3/mlp/...``)."""
     match = _LAYER.search(node_name)
     return int(match[1]) if match else None
+
+
+def graph_layers(model: onnx.ModelProto) -> int:
+    """How many decoder layers the graph's node names count."""
+    layers = {decoder_layer(node.name) for node in model.graph.node} - {None}
+    return max(layers) + 1 if layers else 0
 
 
 # What ``int8`` and ``int4`` mean (benchmarks/quantization_table.py measured the alternatives on
@@ -504,8 +512,7 @@ def head_input(model: onnx.ModelProto) -> str | None:
 def _matmul_weights(model: onnx.ModelProto, config: WeightOnlyConfig, skip: set[str]):
     """(node, weight initializer, bits) for every named MatMul by a constant 2-D fp32 weight."""
     inits = _initializers(model)
-    layers = {decoder_layer(node.name) for node in model.graph.node} - {None}
-    num_layers = max(layers) + 1 if layers else 0
+    num_layers = graph_layers(model)
     for node in model.graph.node:
         if node.op_type != "MatMul" or node.name in skip or not node.name:
             continue
@@ -541,6 +548,8 @@ def quantize_weight_only(
         by_gptq += hessian is not None
     rw.finish()
     report["weights_by_bits"] = {str(b): int(c) for b, c in sorted(rw.bits_used.items())}
+    if config.eight_bit_layers:  # what the request resolved to (nothing, in a shallow model)
+        report["eight_bit_layers"] = config.layers_in_8_bit(graph_layers(model))
     if hessians:
         report["gptq_matmuls"] = by_gptq
     return model, report
