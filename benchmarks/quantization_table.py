@@ -51,8 +51,9 @@ VARIANTS: dict[str, tuple[str, WeightOnlyConfig | None]] = {
     "fp16": ("fp16", None),
     "int8: q8 b32, smoothed q8 head+embedding": ("int8", None),
     "int8 without head smoothing": ("int8", dataclasses.replace(INT8, smooth_head=False)),
-    "int4 (default): GPTQ b32 + input scales, scales tuned end to end; layers 0, 1, 17 in q8; smoothed q8 head b128": (
+    "int4 (default): GPTQ b32 + input scales, scales tuned end to end; layers 0, 1, 3, 17 in q8; smoothed q8 head b128": (
         "int4", None),
+    "int4 tuned, layers 0, 1, 17 in q8": ("int4", dataclasses.replace(INT4, eight_bit_layers=(0, 1, -1))),
     "int4 all layers 4-bit: GPTQ b32 + input scales, scales tuned (the previous default)": ("int4", TUNED),
     "int4 --block-size 16: GPTQ b16, scales tuned": ("int4", dataclasses.replace(TUNED, block_size=16)),
     "int4 GPTQ b16, scales not tuned": ("int4", dataclasses.replace(B32, block_size=16)),

@@ -117,7 +117,7 @@ def test_int4_options():
     assert int4_options(INT4, tune_steps=0).tune is None
     seven = int4_options(INT4, tune_steps=7, block_size=64)
     assert seven.tune.steps == 7 and seven.block_size == 64 and seven.gptq == INT4.gptq
-    assert seven.eight_bit_layers == INT4.eight_bit_layers == (0, 1, -1)
+    assert seven.eight_bit_layers == INT4.eight_bit_layers == (0, 1, 3, -1)
     assert int4_options(INT4, eight_bit_layers="none").eight_bit_layers == ()
     assert int4_options(INT4, eight_bit_layers="2, -2").eight_bit_layers == (2, -2)
     for config, options in ((None, {"tune_steps": 5}), (INT8, {"block_size": 16}), (INT4, {"tune_steps": -1}),
