@@ -184,7 +184,7 @@ def merge_export(
                                              "(default 96, about 8 min on 2 CPU cores; 0: GPTQ alone)."),
     eight_bit_layers: Optional[str] = typer.Option(None, "--eight-bit-layers", help="int4: decoder layers kept "
                                                    "in 8 bits, e.g. 0,1,-1 (default 0,1,3,-1: the most "
-                                                   "sensitive ones, +11 MB on the default base) or 'none' (all 4-bit); ignored if more "
+                                                   "sensitive ones, +10 MB on the default base) or 'none' (all 4-bit); ignored if more "
                                                    "than a quarter of the layers (the manifest says which)."),
     trim_vocab: List[Path] = typer.Option([], "--trim-vocab", help="Keep only the vocabulary these files use "
                                           "(.txt lines, .jsonl text/summary) plus special, byte-fallback and prompt "

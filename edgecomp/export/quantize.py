@@ -37,9 +37,10 @@ Measured on Gemma3 270M (benchmarks/QUANTIZATION.md, from benchmarks/quantizatio
   (hi): ONNX Runtime's int8 activations (``accuracy_level=4``) lose the head input's small
   channels next to its outliers. ``accuracy_level=0`` would be exact but has no fast 8-bit
   kernel on CPU (it dequantizes the whole head every step: 1.6 tokens/s).
-- int4 246 MB (the GGUF: 253 MB): +2.5% (sw) to +4.8% (vi); all layers 4-bit (238 MB) +4% to
-  +8.5%; GPTQ alone +7% to +13%, round to nearest +20% to +81%: this base is already a GGUF whose
-  blocks are mostly Q5_0 (5-bit), and 4 bits cannot hold 5. Blocks of 16 (``--block-size 16``,
+- int4 248 MB (the GGUF: 253 MB): +2.9% (sw) to +4.2% (vi), a merged export +3.0% to +4.6%;
+  layers 0, 1, 17 in 8 bits (246 MB) +2.5% to +4.8%; all layers 4-bit (238 MB) +4% to +8.5%;
+  GPTQ alone +7% to +13%, round to nearest +20% to +81%: this base is already a GGUF whose blocks
+  are mostly Q5_0 (5-bit), and 4 bits cannot hold 5. Blocks of 16 (``--block-size 16``,
   all 4-bit: 252 MB) reach +2% to +5.4% but decode ~10% slower (more scale bytes per weight). A
   4-bit embedding / head is what breaks Hindi (x39): it stays 8-bit.
 - The former int8 (dynamic MatMulInteger, per-tensor activation scales, fp32 embedding): 943 MB,
@@ -149,7 +150,7 @@ INT8 = WeightOnlyConfig(bits=8, head_bits=8)
 SMOOTH_CALIBRATION = GPTQConfig(tokens=4096)  # channel statistics for smooth_head need few tokens
 # int4 keeps decoder layers 0, 1, 3 and the last in 8 bits: made exact one at a time, those layers'
 # MatMuls cut the most KL to fp32 on Gemma3 270M (mostly the edges of the network, where llama.cpp's
-# Q4_K_M spends its extra bits too); they cost 11 MB and a few % of decode speed. Layer 3 (the
+# Q4_K_M spends its extra bits too); they cost 10 MB and a few % of decode speed. Layer 3 (the
 # fourth by sensitivity) took a merged export (adapters composed into every linear) from +5.9% to
 # +4.6% perplexity on its worst language (benchmarks/QUANTIZATION.md).
 INT4 = WeightOnlyConfig(bits=4, head_bits=8, head_block_size=128, eight_bit_layers=(0, 1, 3, -1), gptq=GPTQConfig(),
