@@ -1,4 +1,5 @@
-"""Recipes: YAML files that chain ``train``, ``compose``, ``merge-export`` and ``summarize`` steps.
+"""Recipes: YAML files that chain ``train``, ``compose``, ``merge-export``, ``summarize``, ``eval``,
+``experiment`` and ``report`` steps.
 
 Paths to inputs (``data``, ``file``) are relative to the recipe's folder; outputs, adapters and
 libraries (``out``, ``adapters``, ``library``, ``model``) to its ``workdir`` (itself relative to the
@@ -18,7 +19,7 @@ from .console import console
 from .data.yamlfile import read_yaml_mapping
 from .errors import EdgecompError
 
-STEPS = ("train", "compose", "merge-export", "summarize")
+STEPS = ("train", "compose", "merge-export", "summarize", "eval", "experiment", "report")
 
 
 def _load(recipe: Path) -> dict:
@@ -51,6 +52,8 @@ def _train(o: dict, spec: dict, here: Path, work: Path, root: Path) -> str:
     o.setdefault("base", spec.get("base"))
     o.setdefault("force", spec.get("force", False))
     o["data"], o["out"] = _inside(here / o["data"], root, "data"), _inside(work / o["out"], root, "output")
+    if spec.get("resume") and (o["out"] / "edgecomp.json").is_file():
+        return f"{o['out']}: already trained, kept (--resume)"
     if spec.get("resume"):
         from .train.checkpoint import checkpoint_folder, latest_checkpoint
 
@@ -124,11 +127,58 @@ def _summarize(o: dict, spec: dict, here: Path, work: Path, root: Path) -> str:
     return "summary printed"
 
 
-_RUN = {"train": _train, "compose": _compose, "merge-export": _merge_export, "summarize": _summarize}
+def _eval(o: dict, spec: dict, here: Path, work: Path, root: Path) -> str:
+    from .eval.run import EvalOptions, evaluate
+
+    o["data"] = _inside(here / o["data"], root, "data")
+    o["model"] = _inside(work / o["model"], root, "model")
+    if "out" in o:
+        o["out"] = _inside(work / o["out"], root, "output")
+    try:
+        options = EvalOptions(**o)
+    except TypeError as e:
+        raise EdgecompError(f"eval step: {e}") from None
+    scores = evaluate(options)
+    m = scores["metrics"]
+    return (f"{scores['out']}: ROUGE-L {m['rougeL']['mean']:.2f} [{m['rougeL']['low']:.2f}, {m['rougeL']['high']:.2f}], "
+            f"{m['target_lang']['mean']:.0f}% in {options.lang}")
+
+
+def _experiment(o: dict, spec: dict, here: Path, work: Path, root: Path) -> str:
+    from .eval.experiment import run_experiment
+
+    out = _inside(work / o.pop("out", "experiment"), root, "output")
+    o.setdefault("base", spec.get("base"))
+    # data paths are relative to the recipe's folder; the experiment resolves them against ``work``
+    for conf in (o.get("targets") or {}).values():
+        for key, value in list((conf.get("eval") or {}).items()):
+            conf["eval"][key] = str(_inside(here / value, root, "data"))
+        if conf.get("unlabeled"):
+            conf["unlabeled"] = str(_inside(here / conf["unlabeled"], root, "data"))
+    results = run_experiment(o, work, out, lambda path, what: _inside(path, root, what))
+    return f"{out}: {len(results['evaluations'])} evaluations"
+
+
+def _report(o: dict, spec: dict, here: Path, work: Path, root: Path) -> str:
+    from .eval.report import write_report
+
+    results = _inside(work / o.pop("experiment", "experiment"), root, "experiment")
+    out = _inside(here / o.pop("out"), root, "output")
+    notes = o.pop("notes", None)
+    try:
+        write_report(results, out, work=work, notes=str(_inside(here / notes, root, "notes")) if notes else None, **o)
+    except TypeError as e:
+        raise EdgecompError(f"report step: {e}") from None
+    return str(out)
+
+
+_RUN = {"train": _train, "compose": _compose, "merge-export": _merge_export, "summarize": _summarize,
+        "eval": _eval, "experiment": _experiment, "report": _report}
 
 
 def run_recipe(recipe: Path, root: Path | None = None, resume: bool = False) -> None:
-    """Run every step; with ``resume``, a train step whose run was interrupted continues it."""
+    """Run every step; with ``resume``, a train step whose run was interrupted continues it and one
+    whose adapter is already there is kept (evaluations and experiments always resume)."""
     spec = _load(recipe) | {"resume": resume}
     here = recipe.resolve().parent
     root = (root or here).resolve()

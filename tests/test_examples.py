@@ -36,3 +36,16 @@ def test_prompt_is_the_same_for_training_and_runtime():
     pair = {"text": "An article.", "summary": "A summary."}
     ids, _ = task_example(pair, encode, 2, 1, 256, 32)
     assert ids[: len(ids) - len(summary_ids(encode, "A summary.", 1))] == prompt_ids(encode, "An article.", 2, 10_000)
+
+
+def test_sampled_labels_keep_a_seeded_fraction_of_positions():
+    from edgecomp.data.examples import IGNORE, sampled_labels
+
+    block = list(range(10, 410))
+    labels = sampled_labels(block, 0.25, seed=3)
+    kept = [i for i, y in enumerate(labels) if y != IGNORE]
+    assert all(labels[i] == block[i] for i in kept) and 0 not in kept
+    assert 60 < len(kept) < 140  # about a quarter of 399 positions
+    assert sampled_labels(block, 0.25, seed=3) == labels and sampled_labels(block, 0.25, seed=4) != labels
+    assert sampled_labels(block, 1.0, seed=3) == block
+    assert sum(y != IGNORE for y in sampled_labels([5, 6], 1e-9, seed=0)) == 1  # never an empty loss

@@ -92,3 +92,12 @@ def test_existing_output_is_refused_and_kept(tiny_llama_dir, mono_file, tmp_path
     with pytest.raises(EdgecompError, match="already exists"):
         train_adapter(options(tiny_llama_dir, mono_file, out))
     assert [p.name for p in out.iterdir()] == ["keep.txt"]
+
+
+def test_language_adapter_with_sampled_label_positions(tiny_llama_dir, mono_file, tmp_path):
+    meta = train_adapter(options(tiny_llama_dir, mono_file, tmp_path / "lang", label_fraction=0.5))
+    assert meta["final_loss"] < meta["first_loss"] and meta["options"]["label_fraction"] == 0.5
+    with pytest.raises(EdgecompError, match="label-fraction"):
+        train_adapter(options(tiny_llama_dir, mono_file, tmp_path / "bad", label_fraction=0.0))
+    with pytest.raises(EdgecompError, match="for language adapters"):
+        train_adapter(options(tiny_llama_dir, mono_file, tmp_path / "task", kind="task", label_fraction=0.5))

@@ -40,6 +40,7 @@ def compose_adapter(resolved: Resolved, out: Path, *, rank: int | None = None, t
         "base": _common_base(resolved),
         "composition": {**resolved.canonical(), "adapters": resolved.describe(), "related": resolved.related()},
         "spec_sha256": resolved.digest(),
+        "prompt": resolved.prompt(),
         "low_rank": report,
     }
     with atomic_dir(out, force=force) as tmp:

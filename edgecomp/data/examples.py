@@ -5,9 +5,10 @@ Pure Python lists, so the rules are easy to test. ``labels`` use -100 where no l
 
 from __future__ import annotations
 
+import random
 from typing import Sequence
 
-from .prompts import Encode, prompt_ids, summary_ids
+from .prompts import INSTRUCTION, Encode, prompt_ids, summary_ids
 
 IGNORE = -100
 
@@ -34,13 +35,31 @@ def language_blocks(
     return blocks
 
 
+def sampled_labels(block: list[int], fraction: float, seed: int) -> list[int]:
+    """``block`` as labels with only a random ``fraction`` of its positions kept (the rest IGNORE).
+
+    The loss of a language adapter is the mean over every position; on a random subset it has the
+    same expectation, and the LM head (most of a small model's compute, with a 262k vocabulary) runs
+    only there. Reproducible by ``seed``; at least one position is always kept.
+    """
+    if fraction >= 1.0:
+        return list(block)
+    rng = random.Random(seed)
+    keep = [i for i in range(1, len(block)) if rng.random() < fraction] or [len(block) - 1]
+    labels = [IGNORE] * len(block)
+    for i in keep:
+        labels[i] = block[i]
+    return labels
+
+
 def task_example(
-    pair: dict, encode: Encode, bos_id: int | None, eos_id: int | None, seq_len: int, max_summary_tokens: int
+    pair: dict, encode: Encode, bos_id: int | None, eos_id: int | None, seq_len: int, max_summary_tokens: int,
+    tail: str = INSTRUCTION,
 ) -> tuple[list[int], list[int]]:
     """``(input_ids, labels)`` for one article/summary pair; loss on the summary tokens only.
 
     The summary is cut to ``max_summary_tokens`` and the article to whatever is left of ``seq_len``.
     """
     target = summary_ids(encode, pair["summary"], eos_id)[:max_summary_tokens]
-    prompt = prompt_ids(encode, pair["text"], bos_id, seq_len - len(target))
+    prompt = prompt_ids(encode, pair["text"], bos_id, seq_len - len(target), tail)
     return prompt + target, [IGNORE] * len(prompt) + target

@@ -46,14 +46,26 @@ def _check_fingerprints(resolved: Resolved, base_name: str, fingerprint: str) ->
             raise EdgecompError(f"{adapter.name}: trained on another base than '{base_name}' (weights differ)")
 
 
-def merge_export(
+def merge_export(resolved: Resolved, out: Path, *, force: bool = False, **options) -> dict:
+    """Build (or find) the export of ``resolved`` in the cache and copy it to ``out``; return its manifest.
+
+    ``options`` are :func:`cached_export`'s."""
+    from .pipeline import MANIFEST
+
+    check_output_dir(out, force)
+    cached = cached_export(resolved, **options)
+    with atomic_dir(out, force=force) as tmp:
+        for file in cached.iterdir():
+            shutil.copy2(file, tmp / file.name)
+    return json.loads((out / MANIFEST).read_text(encoding="utf-8"))
+
+
+def cached_export(
     resolved: Resolved,
-    out: Path,
     *,
     base: str | None = None,
     merge_base: str = "original",
     quantize: str = "none",
-    force: bool = False,
     allow_pickle: bool = False,
     trust_remote_code: bool = False,
     trim_corpus: list[Path] | None = None,
@@ -62,13 +74,13 @@ def merge_export(
     block_size: int | None = None,
     tune_steps: int | None = None,
     eight_bit_layers: str | None = None,
-) -> dict:
+) -> Path:
+    """The export folder of ``resolved`` in the cache, built on first use (merge, ONNX, verify, quantize)."""
     from ..models.cache import cached_entry
     from ..models.fingerprint import weights_fingerprint
     from ..models.resolve import resolve_base
-    from .pipeline import MANIFEST, export_checkpoint
+    from .pipeline import export_checkpoint
 
-    check_output_dir(out, force)
     for path in [*(trim_corpus or []), *(calibration or [])]:
         if not Path(path).is_file():
             raise EdgecompError(f"{path} does not exist or is not a file")
@@ -91,10 +103,11 @@ def merge_export(
                            eight_bit_layers=eight_bit_layers)
     key = resolved.digest(base=fingerprint, merge_base=merge_base, quantize=quantize, edgecomp=__version__,
                           quantizer=QUANTIZER_VERSION, weights=weights.describe() if weights else None,
-                          graph=graph_key, **extra)
+                          graph=graph_key, prompt=resolved.prompt(), **extra)
     manifest = {
         "base": {"name": base_model.name, "fingerprint": fingerprint},
         "spec_sha256": key,
+        "prompt": resolved.prompt(),
         "composition": {
             **resolved.canonical(),
             "method": resolved.method if resolved.terms else None,
@@ -115,7 +128,4 @@ def merge_export(
 
     cached = cached_entry("exports", key[:32], build) / EXPORT_DIR
     console.print(f"export cache entry {cached}")
-    with atomic_dir(out, force=force) as tmp:
-        for file in cached.iterdir():
-            shutil.copy2(file, tmp / file.name)
-    return json.loads((out / MANIFEST).read_text(encoding="utf-8"))
+    return cached

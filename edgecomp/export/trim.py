@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Iterable, Sequence
 
 import numpy as np
 
-from ..data.prompts import INSTRUCTION
+from ..data.prompts import PROMPTS
 from ..data.tokenizer import encoder, load_tokenizer
 from ..errors import EdgecompError
 
@@ -68,7 +68,7 @@ def kept_ids(
     keep: set[int] = set(int(i) for i in extra_ids)
     for line in corpus:
         keep.update(encode(line))
-    for text in (INSTRUCTION, " ", "\n"):
+    for text in (*PROMPTS.values(), " ", "\n"):
         keep.update(encode(text))
     keep.update(byte_token_ids(tokenizer).values())
     for token_id, added in tokenizer.get_added_tokens_decoder().items():

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from tokenizers import Tokenizer
 
+from ..data.prompts import INSTRUCTION, instruction
 from ..data.tokenizer import encoder, load_tokenizer
 from ..errors import EdgecompError
 from ..export.trim import IdMap, load_id_map
@@ -66,6 +67,7 @@ class OnnxCausalLM:
     eos_ids: tuple[int, ...]
     max_positions: int
     id_map: IdMap | None = None
+    instruction: str = INSTRUCTION  # what follows the article: the export's prompt (data.prompts)
 
     @classmethod
     def load(
@@ -114,6 +116,7 @@ class OnnxCausalLM:
             eos_ids=eos_ids,
             max_positions=config["max_position_embeddings"],
             id_map=id_map,
+            instruction=instruction(_read_json(model_dir / MANIFEST).get("prompt") if (model_dir / MANIFEST).is_file() else None),
         )
 
     def encode(self, text: str) -> list[int]:

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
-from ..data.prompts import INSTRUCTION
 from ..errors import EdgecompError
 from .generate import Generation, generate, generate_batch
 from .model import OnnxCausalLM
@@ -65,7 +64,7 @@ class _Prompter:
     def __init__(self, model: OnnxCausalLM, max_new_tokens: int):
         self.model = model
         self.head = [model.bos_id] if model.bos_id is not None else []
-        self.tail = list(model.encode(INSTRUCTION))
+        self.tail = list(model.encode(model.instruction))
         context = min(model.max_positions, MAX_CONTEXT)
         self.budget = context - max_new_tokens - len(self.head) - len(self.tail)
         if max_new_tokens < 1 or self.budget < 1:
@@ -258,17 +257,19 @@ def summarize_many(
     max_chunks: int = MAX_CHUNKS,
     progress: bool = True,
     threads: int | None = None,
+    article_tokens: int | None = None,
 ) -> list[dict]:
     """``summarize`` for each text, the model loaded once and articles that fit run ``batch_size``
     at a time (left-padded; greedy and sampling only, beam search goes one by one). Each result
     is what ``summarize`` returns for that text alone, except that a batch's rows share its timings
-    (``load_s`` is counted on the first result only)."""
+    (``load_s`` is counted on the first result only). ``article_tokens`` reads only the first N
+    tokens of each article (as task training does), so no article is summarized by chunks."""
     if any(not t.strip() for t in texts):
         raise EdgecompError("nothing to summarize: one of the input texts is empty")
     model, load_s = _load(model_dir, provider, threads)
     p = _Prompter(model, max_new_tokens)
     settings = (max_new_tokens, num_beams, do_sample, temperature, top_k, top_p, seed)
-    articles = [p.article(t) for t in texts]
+    articles = [p.article(t)[:article_tokens] for t in texts]
     results: list[dict | None] = [None] * len(texts)
     short = [i for i, a in enumerate(articles) if len(a) <= p.budget]
     step = batch_size if num_beams == 1 else 1

@@ -15,7 +15,8 @@ from pathlib import Path
 
 from .. import __version__
 from ..console import console
-from ..data.examples import language_blocks, task_example
+from ..data.examples import language_blocks, sampled_labels, task_example
+from ..data.prompts import DEFAULT_PROMPT, instruction
 from ..data.readers import read_lines, read_pairs
 from ..compose.languages import check_language
 from ..data.tokenizer import encoder
@@ -44,6 +45,8 @@ class TrainOptions:
     grad_accum: int = 1
     seq_len: int = 512
     max_summary_tokens: int = 64
+    label_fraction: float = 1.0  # language: share of positions with a loss (random, seeded)
+    prompt: str = DEFAULT_PROMPT  # task: the prompt's name (data.prompts.PROMPTS)
     seed: int = 0
     device: str = "auto"
     force: bool = False
@@ -71,6 +74,11 @@ def _validate(o: TrainOptions) -> None:
         raise EdgecompError("--steps must be at least 1")
     if o.save_every is not None and o.save_every < 0:
         raise EdgecompError("--save-every must be 0 (only on Ctrl-C) or more")
+    if not 0.0 < o.label_fraction <= 1.0:
+        raise EdgecompError("--label-fraction must be in (0, 1]")
+    if o.label_fraction < 1.0 and o.kind != "language":
+        raise EdgecompError("--label-fraction is for language adapters (task adapters take the loss on the summary only)")
+    instruction(o.prompt)
     if o.seq_len < 16:
         raise EdgecompError("--seq-len must be at least 16")
     check_output_dir(o.out, o.force)
@@ -85,9 +93,11 @@ def read_data(o: TrainOptions) -> list:
 def build_examples(o: TrainOptions, records: list, tokenizer, bos_id, eos_id) -> list[tuple[list[int], list[int]]]:
     encode = encoder(tokenizer)
     if o.kind == "language":
-        return [(b, b) for b in language_blocks(records, encode, bos_id, eos_id, o.seq_len)]
+        blocks = language_blocks(records, encode, bos_id, eos_id, o.seq_len)
+        return [(b, sampled_labels(b, o.label_fraction, o.seed * 1_000_003 + n)) for n, b in enumerate(blocks)]
     max_summary = min(o.max_summary_tokens, o.seq_len // 2)
-    return [task_example(p, encode, bos_id, eos_id, o.seq_len, max_summary) for p in records]
+    tail = instruction(o.prompt)
+    return [task_example(p, encode, bos_id, eos_id, o.seq_len, max_summary, tail) for p in records]
 
 
 def _first(value):

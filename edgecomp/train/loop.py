@@ -1,7 +1,9 @@
 """A plain PyTorch training loop: AdamW, linear warm-up/decay, gradient accumulation, a rich progress bar.
 
-Kept small on purpose (rather than ``transformers.Trainer``) so the bar shows loss and tokens/s,
-and step counts mean optimizer steps whatever the accumulation.
+Kept small on purpose (rather than ``transformers.Trainer``) so the bar shows loss and tokens/s
+(plain lines, about every tenth of the run, when stderr is not a terminal), and step counts mean
+optimizer steps whatever the accumulation. The loss is :func:`.loss.causal_lm_loss`: logits only
+where a label needs them.
 
 With ``checkpoints`` the loop saves every few steps and can start from a saved step (see
 :mod:`.checkpoint`), and Ctrl-C stops it cleanly: the first one lets the current optimizer step
@@ -24,6 +26,7 @@ from typing import Callable, Iterator
 from ..console import console
 from ..data.examples import IGNORE
 from .checkpoint import Checkpoints, TrainingInterrupted
+from .loss import causal_lm_loss
 
 
 @dataclass
@@ -152,7 +155,7 @@ def train_loop(
             step_loss = 0.0
             for _ in range(grad_accum):
                 batch = collate([examples[i] for i in next(batches)], pad_id, device)
-                loss = model(**batch).loss
+                loss = causal_lm_loss(model, batch)
                 (loss / grad_accum).backward()
                 step_loss += loss.item() / grad_accum
                 stats.tokens += int(batch["attention_mask"].sum())
@@ -164,6 +167,9 @@ def train_loop(
             stats.losses.append(step_loss)
             stats.seconds = time.perf_counter() - start
             bar.update(task, advance=1, loss=f"{step_loss:.3f}", tps=f"{stats.tokens_per_s:.0f}")
+            if not console.is_terminal and (stats.steps % max(1, steps // 10) == 0 or stats.steps == steps):
+                console.print(f"{description}: step {stats.steps}/{steps}, loss {step_loss:.3f}, "
+                              f"{stats.tokens_per_s:.0f} tok/s, {stats.seconds:.0f} s", highlight=False)
             if checkpoints is not None and stats.steps < steps and (interrupted() or checkpoints.due(stats.steps)):
                 saved = checkpoints.save(model, optimizer, scheduler, stats, device)
                 if interrupted():

@@ -1,0 +1,144 @@
+"""The zero-shot experiment: every system, for every target language, on the same documents.
+
+A recipe's ``experiment`` step names a task adapter, the source-language adapter, a language
+adapter and evaluation sets per target, a λ grid, and optionally related-language task adapters
+for some targets. For each target it builds these systems (the first two are the same for all):
+
+- ``base``: the base model with the prompt only;
+- ``task``: the English task adapter alone;
+- ``task+lang``: ``task + lang_tgt``;
+- ``arith-λ`` for each λ in the grid: ``task + λ·lang_tgt − λ·lang_src`` (``params``, the paper's);
+- ``arith-delta``: the same at λ = 1 with ``delta`` (the exact sum of the updates);
+- with ``related``: ``related-<lang>`` (that language's task adapter alone) and ``related``
+  (the related task adapters weighted by URIEL distance, scenario 2).
+
+Each system is exported once (the export cache, keyed by the composition), evaluated with
+:func:`.run.evaluate` on each of the target's sets (resumable), and compared with ``task`` by a
+paired bootstrap. ``results.json`` collects everything ``report`` turns into docs/results.md; it is
+rewritten after every evaluation, so an interrupted run shows what it had and resumes.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..console import console
+from ..errors import EdgecompError
+from ..fsutil import write_json
+
+RESULTS = "results.json"
+
+
+@dataclass(frozen=True)
+class System:
+    key: str
+    label: str
+    spec: dict | None  # a composition spec (None: the base alone)
+    lam: float | None = None  # λ of an arithmetic system in the grid
+
+
+def _systems(cfg: dict, target: str, conf: dict) -> list[System]:
+    task, source, lang = cfg["task"], cfg["source"], conf["adapter"]
+    out = [
+        System("base", "base, prompt only", None),
+        System("task", "task_en only", {"adapters": [f"{task}:1"]}),
+        System("task+lang", f"task_en + lang_{target}", {"adapters": [f"{task}:1", f"{lang}:1"]}),
+    ]
+    for lam in cfg.get("lambdas", [1.0]):
+        lam = float(lam)
+        out.append(System(f"arith-{lam:g}", f"task_en + {lam:g}·(lang_{target} − lang_en)",
+                          {"adapters": [f"{task}:1", f"{lang}:{lam:g}", f"{source}:{-lam:g}"]}, lam))
+    out.append(System("arith-delta", f"task_en + lang_{target} − lang_en (delta)",
+                      {"adapters": [f"{task}:1", f"{lang}:1", f"{source}:-1"], "method": "delta"}))
+    related = (cfg.get("related") or {}).get(target)
+    if related:
+        for path in related["adapters"]:
+            name = Path(path).name
+            out.append(System(f"related-{name}", f"{name} only", {"adapters": [f"{path}:1"]}))
+        out.append(System("related", f"related task adapters, URIEL-weighted ({related['library']})",
+                          {"scenario": "related", "library": related["library"], "target": target}))
+    return out
+
+
+def _summary(scores: dict) -> dict:
+    return {k: scores[k] for k in ("documents", "metrics", "timing", "out")}
+
+
+def _compare_with_task(results: dict, out: Path) -> None:
+    """Each system's ROUGE-L and target-language rate against ``task`` on the same documents."""
+    from .compare import compare
+
+    for entry in results["evaluations"].values():
+        if entry["system"] == "task":
+            continue
+        task = out / "evals" / entry["set"] / entry["lang"] / "task" / "scores.json"
+        if task.is_file():
+            vs = compare(json.loads(task.read_text(encoding="utf-8")),
+                         json.loads((Path(entry["out"]) / "scores.json").read_text(encoding="utf-8")))
+            entry["vs_task"] = {m: vs["metrics"][m]["difference"] for m in ("rougeL", "target_lang")}
+
+
+def run_experiment(cfg: dict, work: Path, out: Path, inside) -> dict:
+    """Run (or resume) the experiment ``cfg`` whose paths are relative to ``work``; ``inside(path,
+    what)`` checks that a path stays in the recipe's root. Returns the results (also in ``out``)."""
+    import os
+
+    from ..compose.spec import resolve_spec
+    from ..export.merge_export import cached_export
+    from .auto_lambda import choose_lambda, unlabeled_scores
+    from .run import EvalOptions, evaluate
+
+    for key in ("task", "source", "targets"):
+        if key not in cfg:
+            raise EdgecompError(f"experiment step: '{key}' is required")
+    out.mkdir(parents=True, exist_ok=True)
+    results_path = out / RESULTS
+    results = json.loads(results_path.read_text(encoding="utf-8")) if results_path.is_file() else {}
+    results |= {"config": cfg, "machine": {"platform": platform.platform(), "processor": platform.processor(),
+                                            "cpus": os.cpu_count()}}
+    for key in ("systems", "evaluations", "auto_lambda"):
+        results.setdefault(key, {})
+    last = time.perf_counter()
+
+    def save() -> None:
+        nonlocal last
+        now = time.perf_counter()
+        results["wall_s"] = round(results.get("wall_s", 0.0) + now - last, 1)
+        last = now
+        write_json(results_path, results)
+
+    export_options = {"quantize": cfg.get("quantize", "int8"), "base": cfg.get("base")}
+    decoding = {"batch_size": cfg.get("batch_size", 8), "max_new_tokens": cfg.get("max_new_tokens", 64),
+                "article_tokens": cfg.get("article_tokens", 448)}
+    for target, conf in cfg["targets"].items():
+        grid: dict[float, Path] = {}
+        for system in _systems(cfg, target, conf):
+            t0 = time.perf_counter()
+            export = cached_export(resolve_spec(system.spec or {}, work), **export_options)
+            results["systems"][f"{target}/{system.key}"] = {
+                "label": system.label, "lambda": system.lam, "export": str(export), "spec": system.spec,
+                "export_s": round(time.perf_counter() - t0, 1)}
+            if system.lam is not None:
+                grid[system.lam] = export
+            for set_name, data in (conf.get("eval") or {}).items():
+                key = f"{set_name}/{target}/{system.key}"
+                console.rule(f"[bold]{key}")
+                scores = evaluate(EvalOptions(model=export, data=inside(work / data, "data"), lang=target,
+                                              limit=cfg.get("limit"), out=out / "evals" / set_name / target / system.key,
+                                              force=True, **decoding))
+                results["evaluations"][key] = {"set": set_name, "lang": target, "system": system.key,
+                                               **{k: scores[k] for k in ("documents", "metrics", "timing", "out")}}
+                save()
+        if conf.get("unlabeled") and len(grid) > 1:
+            console.rule(f"[bold]λ from unlabeled {target} text")
+            table = unlabeled_scores(grid, inside(work / conf["unlabeled"], "data"), target,
+                                     limit=cfg.get("unlabeled_limit", 16), **decoding)
+            results["auto_lambda"][target] = {"chosen": choose_lambda(table), "table": table}
+            save()
+    _compare_with_task(results, out)
+    save()
+    return results
