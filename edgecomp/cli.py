@@ -165,6 +165,7 @@ def compose(
                                                "is exported and summarizes the articles; the best-scored λ is written."),
     lambda_grid: str = typer.Option("1,2,3", "--lambda-grid", help="--auto-lambda: the λ values to try."),
     quantize: str = typer.Option("int8", help="--auto-lambda: quantization of the candidate exports (cached)."),
+    base: Optional[str] = typer.Option(None, help=f"--auto-lambda: {BASE_HELP}"),
     force: bool = typer.Option(False, "--force", help="Replace an existing output folder."),
 ):
     """Compose adapters into one PEFT adapter (served unmerged, or merged by merge-export)."""
@@ -181,7 +182,7 @@ def compose(
             if not lang:
                 raise EdgecompError("--auto-lambda needs a target-language composition (--library and --target)")
             lam = pick_lambda(lambda x: _resolve(*args, x, x, False)[0], _grid(lambda_grid), auto_lambda, lang,
-                              quantize=quantize)
+                              quantize=quantize, base=base)
             typer.echo(f"λ from {auto_lambda}: {lam:g}")
             resolved, lang = _resolve(*args, lam, lam, explain)
         else:

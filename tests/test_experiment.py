@@ -130,3 +130,49 @@ def test_experiment_and_report_on_a_tiny_library(tiny_library, tiny_llama_dir, t
     for name in ("lambda.png", "systems.png"):
         png = page.parent / "results" / name
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_recipe_with_eval_experiment_and_report_steps(tiny_library, tiny_llama_dir, tmp_path):
+    import yaml
+
+    from edgecomp.recipes import run_recipe
+
+    work = tiny_library
+    (work / "notes.md").write_text("## Notes\n\nhand-written\n")
+    recipe = {
+        "base": str(tiny_llama_dir), "workdir": ".", "force": True,
+        "steps": [
+            {"merge-export": {"adapters": ["library/task-en:1"], "out": "export-task"}},
+            {"eval": {"model": "export-task", "data": "sw.jsonl", "lang": "sw", "limit": 2, "max_new_tokens": 3,
+                      "out": "eval-task"}},
+            {"experiment": {"out": "exp", "quantize": "none", "limit": 2, "max_new_tokens": 3, "task": "library/task-en",
+                            "source": "library/language-en", "lambdas": [1, 2],
+                            "targets": {"sw": {"adapter": "library/language-sw", "eval": {"masakhanews": "sw.jsonl"}}}}},
+            {"report": {"experiment": "exp", "out": "docs/results.md", "notes": "notes.md"}},
+        ],
+    }
+    path = work / "recipe.yaml"
+    path.write_text(yaml.safe_dump(recipe, allow_unicode=True))
+    run_recipe(path)
+    assert json.loads((work / "eval-task" / "scores.json").read_text())["documents"] == 2
+    assert "hand-written" in (work / "docs" / "results.md").read_text()
+
+
+def test_compose_auto_lambda_command(tiny_library, tiny_llama_dir, tmp_path):
+    import subprocess
+    import sys
+
+    out = tmp_path / "composed"
+    r = subprocess.run([sys.executable, "-m", "edgecomp.cli", "compose", "--library", str(tiny_library / "library"),
+                        "--target", "sw", "--auto-lambda", str(tiny_library / "sw.txt"), "--lambda-grid", "1,2",
+                        "--quantize", "none", "--base", str(tiny_llama_dir), "--out", str(out)],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    chosen = float(r.stdout.split("λ from")[1].split(":")[1].split()[0])
+    assert chosen in (1.0, 2.0)
+    terms = json.loads((out / "edgecomp.json").read_text())["composition"]["adapters"]
+    assert {t["lang"]: t["weight"] for t in terms if t["kind"] == "language"} == {"sw": chosen, "en": -chosen}
+    bad = subprocess.run([sys.executable, "-m", "edgecomp.cli", "compose", "--library", str(tiny_library / "library"),
+                          "--target", "sw", "--auto-lambda", str(tiny_library / "sw.txt"), "--lambda-grid", "2",
+                          "--out", str(tmp_path / "x")], capture_output=True, text=True)
+    assert bad.returncode == 2 and bad.stderr.startswith("edgecomp: error: --lambda-grid needs at least two")

@@ -84,7 +84,7 @@ def choose_lambda(table: dict[str, dict]) -> float:
 
 
 def pick_lambda(resolve, grid: list[float], unlabeled: Path, lang: str, *, quantize: str = "int8",
-                **decoding) -> float:
+                base: str | None = None, **decoding) -> float:
     """Export ``resolve(λ)`` — the composition with λt = λs = λ — for each λ in ``grid`` (cached)
     and return the best-scored λ for target ``lang``, printing the table."""
     from rich.table import Table
@@ -92,7 +92,7 @@ def pick_lambda(resolve, grid: list[float], unlabeled: Path, lang: str, *, quant
     from ..console import console
     from ..export.merge_export import cached_export
 
-    exports = {lam: cached_export(resolve(lam), quantize=quantize) for lam in grid}
+    exports = {lam: cached_export(resolve(lam), quantize=quantize, base=base) for lam in grid}
     table = unlabeled_scores(exports, unlabeled, lang, **decoding)
     shown = Table(title=f"λ from unlabeled {lang} text ({unlabeled.name})")
     for column in ("λ", "score", "in target language", "support", "distinct-2"):

@@ -10,7 +10,9 @@ for some targets. For each target it builds these systems (the first two are the
 - ``arith-λ`` for each λ in the grid: ``task + λ·lang_tgt − λ·lang_src`` (``params``, the paper's);
 - ``arith-delta``: the same at λ = 1 with ``delta`` (the exact sum of the updates);
 - with ``related``: ``related-<lang>`` (that language's task adapter alone) and ``related``
-  (the related task adapters weighted by URIEL distance, scenario 2).
+  (the related task adapters weighted by URIEL distance, scenario 2);
+- with ``variants`` (another task adapter, e.g. trained with another prompt, for some targets):
+  ``<variant>.task`` and ``<variant>.arith-λ`` for each λ.
 
 Each system is exported once (the export cache, keyed by the composition), evaluated with
 :func:`.run.evaluate` on each of the target's sets (resumable), and compared with ``task`` by a
@@ -54,6 +56,14 @@ def _systems(cfg: dict, target: str, conf: dict) -> list[System]:
                           {"adapters": [f"{task}:1", f"{lang}:{lam:g}", f"{source}:{-lam:g}"]}, lam))
     out.append(System("arith-delta", f"task_en + lang_{target} − lang_en (delta)",
                       {"adapters": [f"{task}:1", f"{lang}:1", f"{source}:-1"], "method": "delta"}))
+    for variant, v in (cfg.get("variants") or {}).items():
+        if target not in v.get("targets", []):
+            continue
+        out.append(System(f"{variant}.task", f"task_en only [{variant}]", {"adapters": [f"{v['task']}:1"]}))
+        for lam in cfg.get("lambdas", [1.0]):
+            lam = float(lam)
+            out.append(System(f"{variant}.arith-{lam:g}", f"task_en + {lam:g}·(lang_{target} − lang_en) [{variant}]",
+                              {"adapters": [f"{v['task']}:1", f"{lang}:{lam:g}", f"{source}:{-lam:g}"]}))
     related = (cfg.get("related") or {}).get(target)
     if related:
         for path in related["adapters"]:

@@ -36,18 +36,21 @@ def _adapter_rows(results: dict, work: Path) -> list[str]:
     paths = [cfg["task"], cfg["source"], *(c["adapter"] for c in cfg["targets"].values())]
     for related in (cfg.get("related") or {}).values():
         paths += related["adapters"]
+    paths += [v["task"] for v in (cfg.get("variants") or {}).values()]
     rows = ["| adapter | kind | lang | data | examples | steps | tokens | seconds | tokens/s | loss first → last |",
             "|---|---|---|---|---|---|---|---|---|---|"]
+    total = 0.0
     for path in dict.fromkeys(paths):
         meta_file = work / path / "edgecomp.json"
         if not meta_file.is_file():
             continue
         m = json.loads(meta_file.read_text(encoding="utf-8"))
         o = m.get("options", {})
+        total += m["seconds"]
         rows.append(f"| {path} | {m['kind']} | {m['lang']} | {m['data']['file']} | {m['data']['examples']} | "
                     f"{m['steps']} (batch {o.get('batch_size')}×{o.get('seq_len')}, lr {o.get('lr')}) | {m['tokens']} | "
                     f"{m['seconds']:.0f} | {m['tokens_per_s']:.0f} | {m['first_loss']:.2f} → {m['final_loss']:.2f} |")
-    return rows
+    return rows + ["", f"Training time, all adapters: {total / 60:.0f} min."]
 
 
 def _by_set(results: dict) -> dict[tuple[str, str], dict[str, dict]]:
@@ -164,9 +167,18 @@ def _bad_examples(entries: dict[str, dict], system: str, count: int = 2) -> list
     return out
 
 
-def write_report(experiment: Path, out: Path, work: Path | None = None, default: str = "arith-1",
+def _default_system(results: dict, lang: str, default: str) -> str:
+    """``default``, or with ``auto`` the arithmetic system at the λ chosen from unlabeled text."""
+    if default != "auto":
+        return default
+    chosen = (results.get("auto_lambda") or {}).get(lang, {}).get("chosen")
+    return f"arith-{chosen:g}" if chosen is not None else "arith-1"
+
+
+def write_report(experiment: Path, out: Path, work: Path | None = None, default: str = "auto",
                  notes: str | None = None) -> None:
-    """Write ``out`` (markdown) and its plots from ``experiment/results.json``."""
+    """Write ``out`` (markdown) and its plots from ``experiment/results.json``. ``default`` is the
+    composed system held against task-only: a system key, or ``auto`` for the λ chosen without labels."""
     path = experiment / "results.json"
     if not path.is_file():
         raise EdgecompError(f"{path}: no experiment results (run the experiment step first)")
@@ -187,21 +199,23 @@ def write_report(experiment: Path, out: Path, work: Path | None = None, default:
              "documents (✓: interval above 0, ✗: below 0)", "",
              "## Adapters", "", *_adapter_rows(results, work), ""]
     wins, total, rates = 0, 0, []
-    summary = ["| set | lang | ROUGE-L task_en only | ROUGE-L composed | Δ [95% CI] | in target lang: task only → composed |",
-               "|---|---|---|---|---|---|"]
+    summary = ["| set | lang | docs | system | ROUGE-L task_en only | ROUGE-L composed | Δ [95% CI] | "
+               "in target lang: task only → composed |", "|---|---|---|---|---|---|---|---|"]
     for (set_name, lang), entries in sorted(groups.items()):
-        task, comp = entries.get("task"), entries.get(default)
+        system = _default_system(results, lang, default)
+        task, comp = entries.get("task"), entries.get(system)
         if not task or not comp:
             continue
         d = (comp.get("vs_task") or {}).get("rougeL")
         total += 1
         wins += bool(d and d["low"] > 0)
         rates.append(comp["metrics"]["target_lang"]["mean"])
-        summary.append(f"| {set_name} | {lang} | {task['metrics']['rougeL']['mean']:.1f} | "
+        summary.append(f"| {set_name} | {lang} | {comp['documents']} | `{system}` | {task['metrics']['rougeL']['mean']:.1f} | "
                        f"{comp['metrics']['rougeL']['mean']:.1f} | {_diff(d)} | "
                        f"{task['metrics']['target_lang']['mean']:.0f}% → {comp['metrics']['target_lang']['mean']:.0f}% |")
-    label = results["systems"].get(f"{next(iter(cfg['targets']))}/{default}", {}).get("label", default)
-    lines += [f"## Composed (`{default}`: {label}) against task_en only", "",
+    label = ("task_en + λ·(lang_tgt − lang_en), λ chosen per language from unlabeled text" if default == "auto"
+             else results["systems"].get(f"{next(iter(cfg['targets']))}/{default}", {}).get("label", default))
+    lines += [f"## Composed ({label}) against task_en only", "",
               f"Significantly better ROUGE-L on {wins} of {total} (set, language) pairs; target-language rate "
               f"≥ 90% on {sum(r >= 90 for r in rates)} of {len(rates)}.", "", *summary, ""]
     for name in _plots(results, groups, out.parent / out.stem):
@@ -220,9 +234,10 @@ def write_report(experiment: Path, out: Path, work: Path | None = None, default:
         lines.append("")
     for (set_name, lang), entries in sorted(groups.items()):
         lines += [f"## {SET_TITLES.get(set_name, set_name)}: {lang}", "", *_system_table(results, entries), ""]
-        bad = _bad_examples(entries, default)
+        system = _default_system(results, lang, default)
+        bad = _bad_examples(entries, system)
         if bad:
-            lines += [f"Lowest ROUGE-L of `{default}`:", "", *bad, ""]
+            lines += [f"Lowest ROUGE-L of `{system}`:", "", *bad, ""]
     if notes:
         lines += [Path(notes).read_text(encoding="utf-8").rstrip(), ""]
     out.parent.mkdir(parents=True, exist_ok=True)
