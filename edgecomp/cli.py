@@ -15,6 +15,7 @@ from typing import List, Optional, Tuple
 import typer
 
 from .bench.cli import bench_app
+from .data.prompts import DEFAULT_PROMPT
 from .errors import EdgecompError
 
 app = typer.Typer(
@@ -76,7 +77,7 @@ def train(
     label_fraction: float = typer.Option(1.0, "--label-fraction", help="language: share of positions that "
                                          "carry the loss, drawn at random (the LM head runs only there; same "
                                          "expected loss, e.g. 0.25 trains ~2x faster on a CPU)."),
-    prompt: str = typer.Option("english", help="task: the prompt after the article, 'english' (an English "
+    prompt: str = typer.Option(DEFAULT_PROMPT, help="task: the prompt after the article, 'english' (an English "
                                "instruction) or 'neutral' (a separator, no words); exports and summarize use it."),
     seed: int = typer.Option(0, help="Seed for LoRA init and data order."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),

@@ -105,19 +105,19 @@ def tiny_library(tiny_llama_dir, tmp_path_factory) -> Path:
 def test_experiment_and_report_on_a_tiny_library(tiny_library, tiny_llama_dir, tmp_path):
     work = tiny_library
     cfg = {"base": str(tiny_llama_dir), "quantize": "none", "limit": 3, "max_new_tokens": 4, "batch_size": 2,
-           "task": "library/task-en", "source": "library/language-en", "lambdas": [1, 2], "unlabeled_limit": 3,
+           "task": "library/task-en", "source": "library/language-en", "lambdas": [1, 2], "delta_lambdas": [1, 3],
+           "auto_method": "delta", "unlabeled_limit": 3,
            "targets": {"sw": {"adapter": "library/language-sw", "eval": {"masakhanews": "sw.jsonl"},
                               "unlabeled": "sw.txt"}},
            "related": {"sw": {"library": "library", "adapters": ["library/task-fr"]}}}
     out = work / "experiment"
     results = run_experiment(cfg, work, out, lambda path, what: path)
     systems = {e["system"] for e in results["evaluations"].values()}
-    assert systems == {"base", "task", "task+lang", "arith-1", "arith-2", "arith-delta", "related-task-fr", "related"}
+    assert systems == {"base", "task", "task+lang", "arith-1", "arith-2", "delta-1", "delta-3", "related-task-fr", "related"}
     for key, e in results["evaluations"].items():
         assert e["documents"] == 3
-        assert ("vs_task" in e) == (e["system"] != "task"), key
-    assert results["auto_lambda"]["sw"]["chosen"] in (1.0, 2.0)
-    # the same export twice (task+lang at λ=1 vs arith-1 differ; base is shared) and resuming changes nothing
+    assert results["auto_lambda"]["sw"]["chosen"] in (1.0, 3.0)  # over the delta grid
+    # resuming finds every evaluation done and changes nothing
     again = run_experiment(cfg, work, out, lambda path, what: path)
     assert {k: e["metrics"] for k, e in again["evaluations"].items()} == {k: e["metrics"] for k, e in results["evaluations"].items()}
     notes = tmp_path / "notes.md"
@@ -126,7 +126,8 @@ def test_experiment_and_report_on_a_tiny_library(tiny_library, tiny_llama_dir, t
     write_report(out, page, work=work, notes=str(notes))
     text = page.read_text()
     assert "## MasakhaNEWS (article → headline): sw" in text and "A note." in text
-    assert "λ chosen without labels" in text and "task_en + 2·(lang_sw − lang_en)" in text
+    assert "λ chosen without labels" in text and "task_en + 2·(lang_sw − lang_en), params" in text
+    assert f"`delta-{results['auto_lambda']['sw']['chosen']:g}`" in text
     for name in ("lambda.png", "systems.png"):
         png = page.parent / "results" / name
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -176,3 +177,18 @@ def test_compose_auto_lambda_command(tiny_library, tiny_llama_dir, tmp_path):
                           "--target", "sw", "--auto-lambda", str(tiny_library / "sw.txt"), "--lambda-grid", "2",
                           "--out", str(tmp_path / "x")], capture_output=True, text=True)
     assert bad.returncode == 2 and bad.stderr.startswith("edgecomp: error: --lambda-grid needs at least two")
+
+
+def test_report_tables_a_variant(tiny_library, tiny_llama_dir, tmp_path):
+    work = tiny_library
+    cfg = {"base": str(tiny_llama_dir), "quantize": "none", "limit": 2, "max_new_tokens": 3, "task": "library/task-en",
+           "source": "library/language-en", "lambdas": [1],
+           "targets": {"sw": {"adapter": "library/language-sw", "eval": {"masakhanews": "sw.jsonl"}}},
+           "variants": {"other": {"task": "library/task-fr", "targets": ["sw"], "lambdas": [1]}}}
+    run_experiment(cfg, work, work / "exp-variant", lambda path, what: path)
+    page = tmp_path / "results.md"
+    write_report(work / "exp-variant", page, work=work, default="arith-1")
+    text = page.read_text()
+    assert "## Variant `other`: task adapter library/task-fr" in text
+    row = next(x for x in text.splitlines() if x.startswith("| masakhanews | sw |") and x.count("|") == 8)
+    assert row.count("[") == 2  # both paired differences are there

@@ -67,19 +67,19 @@ class Resolved:
                 for lang, adapter, distances, weight in self.explain]
 
     def prompt(self) -> str:
-        """The prompt the composition answers: its task adapters' (they must agree), else the default."""
-        from ..data.prompts import DEFAULT_PROMPT
+        """The prompt the composition answers: its task adapters' (they must agree), else the unnamed one."""
+        from ..data.prompts import UNNAMED_PROMPT
 
         names = set()
         for t in self.terms:
             meta = t.adapter.meta or {}
             if meta.get("kind") == "task":
-                names.add((meta.get("options") or {}).get("prompt") or DEFAULT_PROMPT)
+                names.add((meta.get("options") or {}).get("prompt") or UNNAMED_PROMPT)
             elif meta.get("kind") == "composition" and meta.get("prompt"):
                 names.add(meta["prompt"])
         if len(names) > 1:
             raise EdgecompError(f"the task adapters were trained with different prompts ({', '.join(sorted(names))})")
-        return names.pop() if names else DEFAULT_PROMPT
+        return names.pop() if names else UNNAMED_PROMPT
 
     def describe(self) -> list[dict]:
         return [

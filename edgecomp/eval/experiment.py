@@ -7,17 +7,18 @@ for some targets. For each target it builds these systems (the first two are the
 - ``base``: the base model with the prompt only;
 - ``task``: the English task adapter alone;
 - ``task+lang``: ``task + lang_tgt``;
-- ``arith-λ`` for each λ in the grid: ``task + λ·lang_tgt − λ·lang_src`` (``params``, the paper's);
-- ``arith-delta``: the same at λ = 1 with ``delta`` (the exact sum of the updates);
+- ``arith-λ`` for each λ in ``lambdas``: ``task + λ·lang_tgt − λ·lang_src`` with ``params`` (the
+  paper's: A's and B's summed separately, so the product has cross terms);
+- ``delta-λ`` for each λ in ``delta_lambdas``: the same with ``delta`` (the exact sum of the updates);
 - with ``related``: ``related-<lang>`` (that language's task adapter alone) and ``related``
   (the related task adapters weighted by URIEL distance, scenario 2);
 - with ``variants`` (another task adapter, e.g. trained with another prompt, for some targets):
   ``<variant>.task`` and ``<variant>.arith-λ`` for each λ.
 
-Each system is exported once (the export cache, keyed by the composition), evaluated with
-:func:`.run.evaluate` on each of the target's sets (resumable), and compared with ``task`` by a
-paired bootstrap. ``results.json`` collects everything ``report`` turns into docs/results.md; it is
-rewritten after every evaluation, so an interrupted run shows what it had and resumes.
+Each system is exported once (the export cache, keyed by the composition) and evaluated with
+:func:`.run.evaluate` on each of the target's sets (resumable). ``results.json`` collects everything
+:mod:`.report` turns into docs/results.md (which pairs the systems by bootstrap); it is rewritten
+after every evaluation, so an interrupted run shows what it had and resumes.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ class System:
     label: str
     spec: dict | None  # a composition spec (None: the base alone)
     lam: float | None = None  # λ of an arithmetic system in the grid
+    method: str | None = None  # its composition method
 
 
 def _systems(cfg: dict, target: str, conf: dict) -> list[System]:
@@ -50,19 +52,19 @@ def _systems(cfg: dict, target: str, conf: dict) -> list[System]:
         System("task", "task_en only", {"adapters": [f"{task}:1"]}),
         System("task+lang", f"task_en + lang_{target}", {"adapters": [f"{task}:1", f"{lang}:1"]}),
     ]
-    for lam in cfg.get("lambdas", [1.0]):
-        lam = float(lam)
-        out.append(System(f"arith-{lam:g}", f"task_en + {lam:g}·(lang_{target} − lang_en)",
-                          {"adapters": [f"{task}:1", f"{lang}:{lam:g}", f"{source}:{-lam:g}"]}, lam))
-    out.append(System("arith-delta", f"task_en + lang_{target} − lang_en (delta)",
-                      {"adapters": [f"{task}:1", f"{lang}:1", f"{source}:-1"], "method": "delta"}))
+    for method, prefix, grid in (("params", "arith", conf.get("lambdas", cfg.get("lambdas", [1.0]))),
+                                 ("delta", "delta", conf.get("delta_lambdas", cfg.get("delta_lambdas", [1.0])))):
+        for lam in map(float, grid):
+            out.append(System(f"{prefix}-{lam:g}", f"task_en + {lam:g}·(lang_{target} − lang_en), {method}",
+                              {"adapters": [f"{task}:1", f"{lang}:{lam:g}", f"{source}:{-lam:g}"], "method": method},
+                              lam, method))
     for variant, v in (cfg.get("variants") or {}).items():
         if target not in v.get("targets", []):
             continue
         out.append(System(f"{variant}.task", f"task_en only [{variant}]", {"adapters": [f"{v['task']}:1"]}))
-        for lam in cfg.get("lambdas", [1.0]):
+        for lam in v.get("lambdas", cfg.get("lambdas", [1.0])):
             lam = float(lam)
-            out.append(System(f"{variant}.arith-{lam:g}", f"task_en + {lam:g}·(lang_{target} − lang_en) [{variant}]",
+            out.append(System(f"{variant}.arith-{lam:g}", f"task_en + {lam:g}·(lang_{target} − lang_en), params [{variant}]",
                               {"adapters": [f"{v['task']}:1", f"{lang}:{lam:g}", f"{source}:{-lam:g}"]}))
     related = (cfg.get("related") or {}).get(target)
     if related:
@@ -76,20 +78,6 @@ def _systems(cfg: dict, target: str, conf: dict) -> list[System]:
 
 def _summary(scores: dict) -> dict:
     return {k: scores[k] for k in ("documents", "metrics", "timing", "out")}
-
-
-def _compare_with_task(results: dict, out: Path) -> None:
-    """Each system's ROUGE-L and target-language rate against ``task`` on the same documents."""
-    from .compare import compare
-
-    for entry in results["evaluations"].values():
-        if entry["system"] == "task":
-            continue
-        task = out / "evals" / entry["set"] / entry["lang"] / "task" / "scores.json"
-        if task.is_file():
-            vs = compare(json.loads(task.read_text(encoding="utf-8")),
-                         json.loads((Path(entry["out"]) / "scores.json").read_text(encoding="utf-8")))
-            entry["vs_task"] = {m: vs["metrics"][m]["difference"] for m in ("rougeL", "target_lang")}
 
 
 def run_experiment(cfg: dict, work: Path, out: Path, inside) -> dict:
@@ -124,15 +112,20 @@ def run_experiment(cfg: dict, work: Path, out: Path, inside) -> dict:
     export_options = {"quantize": cfg.get("quantize", "int8"), "base": cfg.get("base")}
     decoding = {"batch_size": cfg.get("batch_size", 8), "max_new_tokens": cfg.get("max_new_tokens", 64),
                 "article_tokens": cfg.get("article_tokens", 448)}
+    wanted = {f"{s}/{t}/{system.key}" for t, c in cfg["targets"].items() for system in _systems(cfg, t, c)
+              for s in (c.get("eval") or {})}
+    for key in set(results["evaluations"]) - wanted:  # systems the configuration no longer has
+        del results["evaluations"][key]
     for target, conf in cfg["targets"].items():
         grid: dict[float, Path] = {}
         for system in _systems(cfg, target, conf):
             t0 = time.perf_counter()
             export = cached_export(resolve_spec(system.spec or {}, work), **export_options)
             results["systems"][f"{target}/{system.key}"] = {
-                "label": system.label, "lambda": system.lam, "export": str(export), "spec": system.spec,
+                "label": system.label, "lambda": system.lam, "method": system.method, "export": str(export),
+                "spec": system.spec,
                 "export_s": round(time.perf_counter() - t0, 1)}
-            if system.lam is not None:
+            if system.lam is not None and system.method == cfg.get("auto_method", "params"):
                 grid[system.lam] = export
             for set_name, data in (conf.get("eval") or {}).items():
                 key = f"{set_name}/{target}/{system.key}"
@@ -149,6 +142,5 @@ def run_experiment(cfg: dict, work: Path, out: Path, inside) -> dict:
                                      limit=cfg.get("unlabeled_limit", 16), **decoding)
             results["auto_lambda"][target] = {"chosen": choose_lambda(table), "table": table}
             save()
-    _compare_with_task(results, out)
     save()
     return results

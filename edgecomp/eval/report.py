@@ -12,6 +12,7 @@ from pathlib import Path
 
 from ..errors import EdgecompError
 from ..fsutil import atomic_write_text
+from .plots import PREFIX, grid_of, plots
 
 SET_TITLES = {
     "xlsum": "XL-Sum (real summarization)",
@@ -53,11 +54,30 @@ def _adapter_rows(results: dict, work: Path) -> list[str]:
     return rows + ["", f"Training time, all adapters: {total / 60:.0f} min."]
 
 
+ORDER = ("base", "task", "task+lang", "arith-", "delta-", "related-", "related")
+
+
+def _rank(key: str) -> tuple:
+    variant, _, system = key.rpartition(".")
+    return (variant, next(i for i, p in enumerate(ORDER + ("",)) if system.startswith(p)), key)
+
+
 def _by_set(results: dict) -> dict[tuple[str, str], dict[str, dict]]:
     groups: dict[tuple[str, str], dict[str, dict]] = {}
     for e in results["evaluations"].values():
         groups.setdefault((e["set"], e["lang"]), {})[e["system"]] = e
-    return groups
+    return {k: dict(sorted(v.items(), key=lambda kv: _rank(kv[0]))) for k, v in groups.items()}
+
+
+def _paired(entries: dict[str, dict], a: str, b: str) -> dict | None:
+    """ROUGE-L and target-language rate of system ``b`` minus ``a`` on the same documents."""
+    from .compare import compare
+
+    if a not in entries or b not in entries:
+        return None
+    load = lambda key: json.loads((Path(entries[key]["out"]) / "scores.json").read_text(encoding="utf-8"))
+    vs = compare(load(a), load(b))["metrics"]
+    return {m: vs[m]["difference"] for m in ("rougeL", "target_lang")}
 
 
 def _system_table(results: dict, entries: dict[str, dict]) -> list[str]:
@@ -68,8 +88,12 @@ def _system_table(results: dict, entries: dict[str, dict]) -> list[str]:
         label = results["systems"].get(f"{e['lang']}/{key}", {}).get("label", key)
         rows.append(f"| {label} | {m['rouge1']['mean']:.1f} | {m['rouge2']['mean']:.1f} | {_ci(m['rougeL'])} | "
                     f"{m['target_lang']['mean']:.0f} | {m['english']['mean']:.0f} | {m['words']['mean']:.0f} | "
-                    f"{_diff((e.get('vs_task') or {}).get('rougeL'))} |")
+                    f"{_diff((_paired(entries, 'task', key) or {}).get('rougeL')) if key != 'task' else '–'} |")
     return rows
+
+
+def _auto_method(results: dict) -> str:
+    return results["config"].get("auto_method", "params")
 
 
 def _lambda_rows(results: dict, groups) -> list[str]:
@@ -77,8 +101,7 @@ def _lambda_rows(results: dict, groups) -> list[str]:
             "|---|---|---|---|---|---|"]
     losses = []
     for (set_name, lang), entries in groups.items():
-        grid = {results["systems"][f"{lang}/{k}"]["lambda"]: e for k, e in entries.items()
-                if results["systems"].get(f"{lang}/{k}", {}).get("lambda") is not None}
+        grid = grid_of(results, lang, entries, _auto_method(results))
         auto = (results.get("auto_lambda") or {}).get(lang)
         if not grid or not auto:
             continue
@@ -94,63 +117,6 @@ def _lambda_rows(results: dict, groups) -> list[str]:
     if losses:
         rows.append(f"| **mean** | | | | | **{sum(losses) / len(losses):.2f}** |")
     return rows
-
-
-def _plots(results: dict, groups, folder: Path) -> list[str]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    folder.mkdir(parents=True, exist_ok=True)
-    names = []
-    # score and target-language rate against λ, one line per (set, language)
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
-    for (set_name, lang), entries in sorted(groups.items()):
-        pts = sorted((results["systems"][f"{lang}/{k}"]["lambda"], e["metrics"]) for k, e in entries.items()
-                     if results["systems"].get(f"{lang}/{k}", {}).get("lambda") is not None)
-        if "task" in entries:
-            pts = [(0.0, entries["task"]["metrics"])] + pts
-        if len(pts) < 2:
-            continue
-        label = f"{lang} {set_name}"
-        style = "-" if set_name != "ntrex_headline" else "--"
-        ax1.plot([p[0] for p in pts], [p[1]["rougeL"]["mean"] for p in pts], style, marker="o", label=label)
-        ax2.plot([p[0] for p in pts], [p[1]["target_lang"]["mean"] for p in pts], style, marker="o", label=label)
-    ax1.set(xlabel="λ (task + λ·(lang_tgt − lang_en); 0 = task only)", ylabel="ROUGE-L", title="ROUGE-L against λ")
-    ax2.set(xlabel="λ", ylabel="% of summaries in the target language", title="Target-language rate against λ",
-            ylim=(-3, 103))
-    ax2.legend(fontsize=7, ncol=2)
-    fig.tight_layout()
-    fig.savefig(folder / "lambda.png", dpi=110)
-    plt.close(fig)
-    names.append("lambda.png")
-    # bar chart: every system per (set, language)
-    keys = list(dict.fromkeys(k for entries in groups.values() for k in entries))
-    cols = sorted(groups)
-    fig, ax = plt.subplots(figsize=(max(8, 1.1 * len(cols) + 2), 4.5))
-    width = 0.8 / max(1, len(keys))
-    for i, key in enumerate(keys):
-        xs, ys, errs = [], [], []
-        for j, col in enumerate(cols):
-            e = groups[col].get(key)
-            if e:
-                m = e["metrics"]["rougeL"]
-                xs.append(j + i * width)
-                ys.append(m["mean"])
-                errs.append([[m["mean"] - m["low"]], [m["high"] - m["mean"]]])
-        if xs:
-            import numpy as np
-
-            ax.bar(xs, ys, width, label=key, yerr=np.hstack(errs), capsize=2)
-    ax.set_xticks([j + 0.4 - width / 2 for j in range(len(cols))], [f"{lang}\n{s}" for s, lang in cols], fontsize=7)
-    ax.set(ylabel="ROUGE-L (95% CI)", title="Systems per language and evaluation set")
-    ax.legend(fontsize=7, ncol=4)
-    fig.tight_layout()
-    fig.savefig(folder / "systems.png", dpi=110)
-    plt.close(fig)
-    names.append("systems.png")
-    return names
 
 
 def _bad_examples(entries: dict[str, dict], system: str, count: int = 2) -> list[str]:
@@ -172,7 +138,7 @@ def _default_system(results: dict, lang: str, default: str) -> str:
     if default != "auto":
         return default
     chosen = (results.get("auto_lambda") or {}).get(lang, {}).get("chosen")
-    return f"arith-{chosen:g}" if chosen is not None else "arith-1"
+    return f"{PREFIX[_auto_method(results)]}-{chosen:g}" if chosen is not None else f"{PREFIX[_auto_method(results)]}-1"
 
 
 def write_report(experiment: Path, out: Path, work: Path | None = None, default: str = "auto",
@@ -206,19 +172,35 @@ def write_report(experiment: Path, out: Path, work: Path | None = None, default:
         task, comp = entries.get("task"), entries.get(system)
         if not task or not comp:
             continue
-        d = (comp.get("vs_task") or {}).get("rougeL")
+        d = (_paired(entries, "task", system) or {}).get("rougeL")
         total += 1
         wins += bool(d and d["low"] > 0)
         rates.append(comp["metrics"]["target_lang"]["mean"])
         summary.append(f"| {set_name} | {lang} | {comp['documents']} | `{system}` | {task['metrics']['rougeL']['mean']:.1f} | "
                        f"{comp['metrics']['rougeL']['mean']:.1f} | {_diff(d)} | "
                        f"{task['metrics']['target_lang']['mean']:.0f}% → {comp['metrics']['target_lang']['mean']:.0f}% |")
-    label = ("task_en + λ·(lang_tgt − lang_en), λ chosen per language from unlabeled text" if default == "auto"
+    label = (f"task_en + λ·(lang_tgt − lang_en), {_auto_method(results)}, λ chosen per language from unlabeled text"
+             if default == "auto"
              else results["systems"].get(f"{next(iter(cfg['targets']))}/{default}", {}).get("label", default))
     lines += [f"## Composed ({label}) against task_en only", "",
               f"Significantly better ROUGE-L on {wins} of {total} (set, language) pairs; target-language rate "
               f"≥ 90% on {sum(r >= 90 for r in rates)} of {len(rates)}.", "", *summary, ""]
-    for name in _plots(results, groups, out.parent / out.stem):
+    for variant, v in (cfg.get("variants") or {}).items():
+        lam = f"{float((v.get('lambdas') or cfg.get('lambdas') or [1])[0]):g}"
+        rows = [f"| set | lang | task_en only | task_en only [{variant}] | Δ vs task_en only | "
+                f"+ {lam}·(lang_tgt − lang_en) [{variant}] | Δ vs task_en only [{variant}] |",
+                "|---|---|---|---|---|---|---|"]
+        cell = lambda e: f"{e['metrics']['rougeL']['mean']:.1f} ({e['metrics']['target_lang']['mean']:.0f}%)" if e else "–"
+        for (set_name, lang), entries in sorted(groups.items()):
+            vt, va = f"{variant}.task", f"{variant}.arith-{lam}"
+            if vt not in entries:
+                continue
+            rows.append(f"| {set_name} | {lang} | {cell(entries.get('task'))} | {cell(entries.get(vt))} | "
+                        f"{_diff((_paired(entries, 'task', vt) or {}).get('rougeL'))} | {cell(entries.get(va))} | "
+                        f"{_diff((_paired(entries, vt, va) or {}).get('rougeL'))} |")
+        lines += [f"## Variant `{variant}`: task adapter {v['task']}", "",
+                  "ROUGE-L (share in the target language); Δ: paired bootstrap of ROUGE-L.", "", *rows, ""]
+    for name in plots(results, groups, out.parent / out.stem):
         lines += [f"![{name}]({out.stem}/{name})", ""]
     lambda_rows = _lambda_rows(results, groups)
     if len(lambda_rows) > 2:
