@@ -128,6 +128,7 @@ def test_experiment_and_report_on_a_tiny_library(tiny_library, tiny_llama_dir, t
     assert "## MasakhaNEWS (article → headline): sw" in text and "A note." in text
     assert "λ chosen without labels" in text and "task_en + 2·(lang_sw − lang_en), params" in text
     assert f"`delta-{results['auto_lambda']['sw']['chosen']:g}`" in text
+    assert json.loads((page.parent / "results" / "results.json").read_text())["evaluations"]
     for name in ("lambda.png", "systems.png"):
         png = page.parent / "results" / name
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

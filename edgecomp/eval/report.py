@@ -153,8 +153,9 @@ def write_report(experiment: Path, out: Path, work: Path | None = None, default:
     groups = _by_set(results)
     cfg = results["config"]
     lines = ["# Zero-shot summarization: results", "",
-             "Written by `edgecomp run recipes/zero-shot.yaml` (its `report` step) from "
-             f"`{path.name}`; every number below is from that run.", "",
+             "Written by `edgecomp run recipes/zero-shot.yaml` (its `report` step) from the experiment's "
+             f"results (a copy: [{out.stem}/results.json]({out.stem}/results.json)); every number below is "
+             "from that run.", "",
              f"- machine: {results['machine']['platform']}, {results['machine']['cpus']} CPUs, no GPU",
              f"- wall time of the experiment step (exports + evaluations): {results.get('wall_s', 0) / 60:.0f} min",
              f"- exports: `--quantize {cfg.get('quantize', 'int8')}`; greedy decoding, at most "
@@ -223,4 +224,5 @@ def write_report(experiment: Path, out: Path, work: Path | None = None, default:
     if notes:
         lines += [Path(notes).read_text(encoding="utf-8").rstrip(), ""]
     out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out.parent / out.stem / "results.json", path.read_text(encoding="utf-8"))
     atomic_write_text(out, "\n".join(lines))
