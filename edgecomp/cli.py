@@ -177,8 +177,6 @@ def compose(
         if auto_lambda is not None:
             from .eval.auto_lambda import pick_lambda
 
-            if not (target or spec):
-                raise EdgecompError("--auto-lambda needs a target-language composition (--library and --target)")
             lang = _resolve(*args, 1.0, 1.0, False)[1]
             if not lang:
                 raise EdgecompError("--auto-lambda needs a target-language composition (--library and --target)")

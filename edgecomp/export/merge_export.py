@@ -101,13 +101,14 @@ def cached_export(
     graph_key = f"edgecomp-{GRAPH_VERSION}" if graph == "edgecomp" else graph
     weights = int4_options(mode_config(quantize), block_size=block_size, tune_steps=tune_steps,
                            eight_bit_layers=eight_bit_layers)
+    prompt = resolved.prompt()
     key = resolved.digest(base=fingerprint, merge_base=merge_base, quantize=quantize, edgecomp=__version__,
                           quantizer=QUANTIZER_VERSION, weights=weights.describe() if weights else None,
-                          graph=graph_key, prompt=resolved.prompt(), **extra)
+                          graph=graph_key, prompt=prompt, **extra)
     manifest = {
         "base": {"name": base_model.name, "fingerprint": fingerprint},
         "spec_sha256": key,
-        "prompt": resolved.prompt(),
+        "prompt": prompt,
         "composition": {
             **resolved.canonical(),
             "method": resolved.method if resolved.terms else None,

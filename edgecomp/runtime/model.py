@@ -40,15 +40,17 @@ def _ids(value) -> tuple[int, ...]:
 MANIFEST = "edgecomp-export.json"
 
 
-def verify_manifest(model_dir: Path) -> None:
+def verify_manifest(model_dir: Path) -> dict:
     """Every file the export's manifest lists exists with its recorded sha256; refuse the export otherwise.
 
     Exports travel between machines and people: a truncated download or a swapped ``model.onnx``
-    must not be run as if it were what was verified at export time.
+    must not be run as if it were what was verified at export time. Returns the manifest ({} for a
+    plain optimum export, which has none).
     """
     if not (model_dir / MANIFEST).is_file():
-        return  # a plain optimum export: nothing to check against
-    files = _read_json(model_dir / MANIFEST).get("files")
+        return {}  # a plain optimum export: nothing to check against
+    manifest = _read_json(model_dir / MANIFEST)
+    files = manifest.get("files")
     if not isinstance(files, dict) or not files:
         raise EdgecompError(f"{model_dir / MANIFEST}: no file list to verify the export against")
     for name, expected in sorted(files.items()):
@@ -57,6 +59,7 @@ def verify_manifest(model_dir: Path) -> None:
             raise EdgecompError(f"{model_dir}: '{name}' listed in {MANIFEST} is missing")
         if remembered_sha256(path) != expected:
             raise EdgecompError(f"{path}: does not match its sha256 in {MANIFEST} (corrupted or modified)")
+    return manifest
 
 
 @dataclass
@@ -90,7 +93,7 @@ class OnnxCausalLM:
                 f"{model_dir} is not an edgecomp export (missing {', '.join(missing)}); "
                 "create one with `edgecomp merge-export`"
             )
-        verify_manifest(model_dir)
+        manifest = verify_manifest(model_dir)
         config = _read_json(model_dir / "config.json")
         generation = _read_json(model_dir / "generation_config.json")
         if "max_position_embeddings" not in config:
@@ -116,7 +119,7 @@ class OnnxCausalLM:
             eos_ids=eos_ids,
             max_positions=config["max_position_embeddings"],
             id_map=id_map,
-            instruction=instruction(_read_json(model_dir / MANIFEST).get("prompt") if (model_dir / MANIFEST).is_file() else None),
+            instruction=instruction(manifest.get("prompt")),
         )
 
     def encode(self, text: str) -> list[int]:
