@@ -264,6 +264,24 @@ def adapters_list(
         Console().print(library_table(rows))
 
 
+@adapters_app.command("pack")
+def adapters_pack(
+    adapter: Path = typer.Argument(..., help="A trained adapter folder."),
+    out: Path = typer.Argument(..., help="Output adapter folder (PEFT format + edgecomp.json)."),
+    rank: int = typer.Option(..., help="Rank of the packed update (its truncated SVD)."),
+    modules: str = typer.Option("all", help="Module types kept: all, attention or mlp."),
+    dtype: str = typer.Option("float16", help="Storage dtype: float16, bfloat16 or float32."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing output folder."),
+):
+    """Shrink an adapter to ship it: lower rank (SVD), fewer module types, 16-bit storage.
+
+    Compose packed adapters with --method delta (the SVD changes the A/B basis that 'params' sums)."""
+    from .compose.pack import pack_adapter, pack_summary
+
+    meta = _call(pack_adapter, adapter, out, rank=rank, modules=modules, dtype=dtype, force=force)
+    typer.echo(f"wrote {out} ({pack_summary(out, meta)})")
+
+
 def _read_input(file: str) -> str:
     from .data.readers import read_text
 
@@ -277,8 +295,30 @@ def _read_input(file: str) -> str:
 
 @app.command()
 def summarize(
-    file: str = typer.Argument(..., help="UTF-8 text file to summarize, or - for stdin."),
-    model: Path = typer.Option(..., help="An export folder written by merge-export."),
+    files: Optional[List[str]] = typer.Argument(None, help="UTF-8 text files or folders (their .txt/.md files) "
+                                                "to summarize, or - for stdin."),
+    model: Optional[Path] = typer.Option(None, help="An export folder written by merge-export. Default: detect "
+                                         "each document's language and use the shipped adapter library's "
+                                         "composition for it (its export is built once into the cache)."),
+    lang: Optional[str] = typer.Option(None, "--lang", help="The documents' language (ISO 639-1), instead of detecting it."),
+    fallback: bool = typer.Option(False, "--fallback", help="A language without a shipped adapter: use the closest "
+                                  "shipped language's composition (URIEL) instead of stopping."),
+    library: Optional[Path] = typer.Option(None, help="An adapter library folder with a library.json (default: the "
+                                           "one shipped with edgecomp)."),
+    quantize: str = typer.Option("int8", help="Without --model: weights of the library's export, int8 (built once, "
+                                 "about a minute on 2 cores) or none (fp32); int4 (smaller, faster, several minutes "
+                                 "a composition) needs --merge."),
+    merge: bool = typer.Option(False, "--merge", help="Without --model: build one export per composition with the "
+                               "adapters merged into the weights, instead of one base export for every language "
+                               "with the composition applied at run time."),
+    input_jsonl: Optional[Path] = typer.Option(None, "--input", help="JSON Lines documents (one object a line) "
+                                               "instead of files."),
+    output: Optional[Path] = typer.Option(None, "--output", help="Write one JSON line per document (id, language, "
+                                          "composition, summary, tokens); run again to resume: ids already there "
+                                          "are skipped."),
+    text_field: str = typer.Option("text", "--text-field", help="--input: the field holding the text."),
+    id_field: str = typer.Option("id", "--id-field", help="--input: the field holding the id (else the line number)."),
+    batch_size: int = typer.Option(8, "--batch-size", help="Several documents: how many are summarized at once."),
     provider: str = typer.Option("cpu", help="cpu or cuda (needs onnxruntime-gpu)."),
     max_new_tokens: int = typer.Option(64, help="Longest summary, in tokens."),
     num_beams: int = typer.Option(1, help="Beam search width (1 = greedy)."),
@@ -289,23 +329,113 @@ def summarize(
     seed: int = typer.Option(0, help="Sampling seed."),
     max_chunks: int = typer.Option(8, "--max-chunks", help="Longer documents: summarize at most this many chunks, then a final pass."),
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads (default: the physical cores available)."),
-    as_json: bool = typer.Option(False, "--json", help="Print summary and timings as JSON (no streaming)."),
+    as_json: bool = typer.Option(False, "--json", help="One document: print summary and timings as JSON (no streaming)."),
 ):
-    """Summarize a document with ONNX Runtime (no PyTorch), streaming the summary as it is generated."""
+    """Summarize documents with ONNX Runtime (no PyTorch once the export exists).
+
+    One document streams its summary to stdout; several (files, a folder or --input JSONL) are
+    summarized in batches, as JSON lines to --output (or stdout), with a progress bar. Without
+    --model, one line on stderr says which language and composition each document got.
+    """
+    decoding = dict(max_new_tokens=max_new_tokens, num_beams=num_beams, do_sample=sample, temperature=temperature,
+                    top_k=top_k, top_p=top_p, seed=seed, max_chunks=max_chunks)
+    files = files or []
+    if input_jsonl is not None and files:
+        _fail("give files or --input, not both", 2)
+    if input_jsonl is None and not files:
+        _fail("nothing to summarize: give a file, a folder, - for stdin, or --input docs.jsonl", 2)
+    single = input_jsonl is None and output is None and len(files) == 1 and not Path(files[0]).is_dir()
+    if single:
+        _call(_summarize_one, files[0], model, (lang, fallback, library, quantize, merge), provider, threads, as_json,
+              decoding)
+    else:
+        _call(_summarize_batch, files, input_jsonl, output, text_field, id_field, model,
+              (lang, fallback, library, quantize, merge), provider, threads, batch_size, decoding)
+
+
+def _router(choosing, provider, threads):
+    """The library router for ``--lang``, ``--fallback``, ``--library``, ``--quantize``, ``--merge``."""
+    from .library.catalog import Library
+    from .library.summarize import LibraryRouter
+
+    lang, fallback, library, quantize, merge = choosing
+    if lang is not None:
+        from .compose.languages import iso639_3
+
+        iso639_3(lang)  # an unknown code fails here
+    if quantize not in ("none", "int8") and not merge:
+        raise EdgecompError(f"--quantize {quantize} needs --merge (the shared base export is none or int8)")
+    return LibraryRouter(Library.load(library), lang=lang, fallback=fallback, quantize=quantize, merge=merge,
+                         provider=provider, threads=threads)
+
+
+def _no_choice(choosing) -> None:
+    lang, fallback, library, _, merge = choosing
+    if lang is not None or fallback or library is not None or merge:
+        raise EdgecompError("--lang, --fallback, --library and --merge choose a composition; with --model there is "
+                            "nothing to choose")
+
+
+def _summarize_one(file, model, choosing, provider, threads, as_json, decoding):
+    from .console import console
     from .runtime.summarize import summarize as run
+
+    text = _read_input(file)
+    info, load_s = {}, None
+    if model is None:
+        from .library.summarize import describe
+
+        router = _router(choosing, provider, threads)
+        choice, found, detected = router.choose(text)
+        console.print(describe(choice, found, detected), highlight=False, markup=False, soft_wrap=True)
+        model, load_s = router.open(choice), router.load_s
+        info = {"lang": found, "composition": choice.label}
+    else:
+        _no_choice(choosing)
 
     def stream(piece: str) -> None:
         sys.stdout.write(piece)
         sys.stdout.flush()
 
-    result = _call(
-        lambda: run(
-            model, _read_input(file), provider=provider, max_new_tokens=max_new_tokens, num_beams=num_beams,
-            do_sample=sample, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed,
-            on_token=None if as_json else stream, max_chunks=max_chunks, threads=threads,
-        )
-    )
-    typer.echo(json.dumps(result, ensure_ascii=False, indent=2) if as_json else "")
+    result = run(model, text, provider=provider, on_token=None if as_json else stream, threads=threads, **decoding)
+    if load_s is not None:
+        result["timings"]["load_s"] = load_s
+    typer.echo(json.dumps({**info, **result}, ensure_ascii=False, indent=2) if as_json else "")
+
+
+def _summarize_batch(files, input_jsonl, output, text_field, id_field, model, choosing, provider, threads, batch_size,
+                     decoding):
+    from .console import console
+    from .data.documents import from_jsonl, from_paths
+    from .runtime.batch import Route, done_ids, jsonl_writer, summarize_documents
+
+    if "-" in files:
+        raise EdgecompError("stdin (-) is for one document; give files, a folder or --input")
+    sources = [input_jsonl] if input_jsonl is not None else [Path(f) for f in files]
+    if output is not None and any(output.resolve() == Path(s).resolve() for s in sources):
+        raise EdgecompError(f"--output {output} is one of the inputs; choose another file")
+    docs = from_jsonl(input_jsonl, text_field, id_field) if input_jsonl is not None else from_paths(files)
+    if model is None:
+        router = _router(choosing, provider, threads)
+        route, load = router.route, router.load
+    else:
+        from .runtime.model import OnnxCausalLM
+
+        _no_choice(choosing)
+
+        route = lambda doc: Route("model")  # noqa: E731
+        load = lambda r: OnnxCausalLM.load(model, provider, threads=threads)  # noqa: E731
+    if output is not None:
+        write, skip = jsonl_writer(output), done_ids(output)
+    else:
+        def write(rows):
+            for row in rows:
+                typer.echo(json.dumps(row, ensure_ascii=False))
+        skip = set()
+    stats = summarize_documents(docs, route, load, write, skip=skip, batch_size=batch_size, **decoding)
+    console.print(stats.line(), highlight=False, soft_wrap=True)
+    if stats.skipped and not stats.summarized and not stats.already_done:
+        raise EdgecompError(f"none of the {len(docs)} documents could be summarized")
 
 
 def _scores_table(scores: dict):
@@ -337,7 +467,8 @@ def _comparison_table(result: dict):
 
 @app.command("eval")
 def evaluate(
-    model: Optional[Path] = typer.Option(None, help="An export folder written by merge-export."),
+    model: Optional[Path] = typer.Option(None, help="An export folder written by merge-export (default: the adapter "
+                                         "library's composition for --lang, as `summarize` without --model uses)."),
     data: Optional[Path] = typer.Option(None, help="JSON Lines pairs with text and summary (and id)."),
     lang: Optional[str] = typer.Option(None, help="Language of the references (ISO 639-1): ROUGE tokens and the "
                                         "target-language rate use it."),
@@ -351,6 +482,9 @@ def evaluate(
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads (default: the physical cores)."),
     compare: Optional[Tuple[Path, Path]] = typer.Option(None, "--compare", help="A.json B.json: B against A on the "
                                                         "same documents (paired bootstrap); no model is run."),
+    library: Optional[Path] = typer.Option(None, help="Without --model: an adapter library folder (default: the shipped one)."),
+    merge: bool = typer.Option(False, "--merge", help="Without --model: the composition merged into its own export "
+                               "instead of applied at run time to the shared base export."),
     as_json: bool = typer.Option(False, "--json", help="Print the scores as JSON."),
     force: bool = typer.Option(False, "--force", help="Start over in an --out that holds another evaluation."),
 ):
@@ -367,14 +501,16 @@ def evaluate(
         else:
             Console().print(_comparison_table(result))
         return
-    missing = [name for name, v in (("--model", model), ("--data", data), ("--lang", lang)) if v is None]
+    missing = [name for name, v in (("--data", data), ("--lang", lang)) if v is None]
     if missing:
         _fail(f"eval needs {', '.join(missing)} (or --compare A.json B.json)", 2)
+    if model is not None and (library is not None or merge):
+        _fail("--library and --merge choose a library composition; with --model there is nothing to choose", 2)
     from .eval.run import EvalOptions, evaluate as run_eval
 
     options = EvalOptions(model=model, data=data, lang=lang, limit=limit, out=out, batch_size=batch_size,
                           max_new_tokens=max_new_tokens, article_tokens=article_tokens, provider=provider,
-                          threads=threads, force=force)
+                          threads=threads, force=force, library=library, merge=merge)
     scores = _call(run_eval, options)
     if as_json:
         typer.echo(json.dumps({k: v for k, v in scores.items() if k != "per_document"}, ensure_ascii=False, indent=2))

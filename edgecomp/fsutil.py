@@ -143,3 +143,43 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
 
 def write_json(path: str | os.PathLike, obj) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, ensure_ascii=False, sort_keys=True) + "\n")
+
+
+def read_jsonl_prefix(path: str | os.PathLike, accept) -> list[dict]:
+    """The whole lines of an append-only JSON Lines file that ``accept(row)``; the file is cut
+    after the last of them (a torn line from a run killed mid-write, or what follows it).
+
+    Append-only outputs (predictions, summaries) resume from this: what a previous run wrote
+    completely is kept, anything after it is written again."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    rows, good = [], 0
+    with open(path, "rb") as f:
+        for raw in f:
+            try:
+                row = json.loads(raw)
+            except ValueError:
+                break
+            if not raw.endswith(b"\n") or not isinstance(row, dict) or not accept(row):
+                break
+            rows.append(row)
+            good += len(raw)
+    if good != path.stat().st_size:
+        with open(path, "r+b") as f:
+            f.truncate(good)
+    return rows
+
+
+def append_jsonl(path: str | os.PathLike, rows: list[dict]) -> None:
+    """Append ``rows`` as JSON lines and sync them to disk, so a crash keeps every row written."""
+    try:
+        with open(path, "a", encoding="utf-8") as f:
+            for row in rows:
+                f.write(json.dumps(row, ensure_ascii=False) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as e:
+        if _disk_full(e):
+            raise EdgecompError(f"disk full while writing {path}; the rows written before are kept") from e
+        raise

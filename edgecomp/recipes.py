@@ -1,5 +1,5 @@
-"""Recipes: YAML files that chain ``train``, ``compose``, ``merge-export``, ``summarize``, ``eval``,
-``experiment`` and ``report`` steps.
+"""Recipes: YAML files that chain ``train``, ``pack``, ``compose``, ``merge-export``, ``summarize``,
+``eval``, ``experiment`` and ``report`` steps.
 
 Paths to inputs (``data``, ``file``) are relative to the recipe's folder; outputs, adapters and
 libraries (``out``, ``adapters``, ``library``, ``model``) to its ``workdir`` (itself relative to the
@@ -19,7 +19,7 @@ from .console import console
 from .data.yamlfile import read_yaml_mapping
 from .errors import EdgecompError
 
-STEPS = ("train", "compose", "merge-export", "summarize", "eval", "experiment", "report")
+STEPS = ("train", "pack", "compose", "merge-export", "summarize", "eval", "experiment", "report")
 
 
 def _load(recipe: Path) -> dict:
@@ -64,6 +64,19 @@ def _train(o: dict, spec: dict, here: Path, work: Path, root: Path) -> str:
         raise EdgecompError(f"train step: {e}") from None
     meta = train_adapter(options)
     return f"{o['out']}: loss {meta['first_loss']:.3f} → {meta['final_loss']:.3f}, {meta['tokens_per_s']:.0f} tokens/s"
+
+
+def _pack(o: dict, spec: dict, here: Path, work: Path, root: Path) -> str:
+    from .compose.pack import pack_adapter, pack_summary
+
+    src = _inside(work / o.pop("adapter"), root, "adapter")
+    out = _inside(work / o.pop("out"), root, "output")
+    o.setdefault("force", True)  # packing is cheap and deterministic: a rerun rewrites
+    try:
+        meta = pack_adapter(src, out, **o)
+    except TypeError as e:
+        raise EdgecompError(f"pack step: {e}") from None
+    return f"{out}: {pack_summary(out, meta)}"
 
 
 SPEC_KEYS = {"adapters", "method", "density", "seed", "scenario", "library", "target", "source", "top_k",
@@ -115,16 +128,37 @@ def _merge_export(o: dict, spec: dict, here: Path, work: Path, root: Path) -> st
 
 
 def _summarize(o: dict, spec: dict, here: Path, work: Path, root: Path) -> str:
+    """One file, or several (``files``); with no ``model``, each with the library's composition for
+    its detected language (or ``lang``), as ``edgecomp summarize`` without ``--model`` does."""
     from .data.readers import read_text
     from .runtime.summarize import summarize
 
-    file = _inside(here / o.pop("file"), root, "input")
-    result = summarize(_inside(work / o.pop("model"), root, "model"), read_text(file), **o)
-    t = result["timings"]
-    console.print(f"[dim]{result['prompt_tokens']} prompt tokens, {result['new_tokens']} new, "
-                  f"{t['tokens_per_s']:.1f} tokens/s[/]")
-    print(f"{file.name}: {result['summary']}", flush=True)
-    return "summary printed"
+    files = [o.pop("file")] if "file" in o else list(o.pop("files", []))
+    if not files:
+        raise EdgecompError("summarize step: give 'file' or 'files'")
+    router = None
+    if "model" in o:
+        model = _inside(work / o.pop("model"), root, "model")
+    else:
+        from .library.catalog import Library
+        from .library.summarize import LibraryRouter, describe
+
+        library = o.pop("library", None)
+        router = LibraryRouter(Library.load(_inside(work / library, root, "library") if library else None),
+                               lang=o.pop("lang", None), quantize=o.pop("quantize", "int8"))
+    for name in files:
+        file = _inside(here / name, root, "input")
+        text = read_text(file)
+        if router is not None:
+            choice, lang, detected = router.choose(text)
+            console.print(describe(choice, lang, detected), highlight=False, markup=False, soft_wrap=True)
+            model = router.open(choice)
+        result = summarize(model, text, **o)
+        t = result["timings"]
+        console.print(f"[dim]{result['prompt_tokens']} prompt tokens, {result['new_tokens']} new, "
+                      f"{t['tokens_per_s']:.1f} tokens/s[/]")
+        print(f"{file.name}: {result['summary']}", flush=True)
+    return f"{len(files)} {'summary' if len(files) == 1 else 'summaries'} printed"
 
 
 def _eval(o: dict, spec: dict, here: Path, work: Path, root: Path) -> str:
@@ -172,7 +206,7 @@ def _report(o: dict, spec: dict, here: Path, work: Path, root: Path) -> str:
     return str(out)
 
 
-_RUN = {"train": _train, "compose": _compose, "merge-export": _merge_export, "summarize": _summarize,
+_RUN = {"train": _train, "pack": _pack, "compose": _compose, "merge-export": _merge_export, "summarize": _summarize,
         "eval": _eval, "experiment": _experiment, "report": _report}
 
 

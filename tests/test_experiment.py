@@ -193,3 +193,25 @@ def test_report_tables_a_variant(tiny_library, tiny_llama_dir, tmp_path):
     assert "## Variant `other`: task adapter library/task-fr" in text
     row = next(x for x in text.splitlines() if x.startswith("| masakhanews | sw |") and x.count("|") == 8)
     assert row.count("[") == 2  # both paired differences are there
+
+
+def test_experiment_evaluates_a_shipped_style_library(tiny_library, tiny_llama_dir, tmp_path):
+    work = tiny_library
+    (work / "library" / "library.json").write_text(json.dumps({
+        "format": "edgecomp-library/1", "base": str(tiny_llama_dir),
+        "languages": {"sw": {"label": "task_en + lang_sw − lang_en",
+                             "spec": {"adapters": ["task-en:1", "language-sw:1", "language-en:-1"], "method": "delta"}}}}))
+    cfg = {"base": str(tiny_llama_dir), "quantize": "none", "limit": 2, "max_new_tokens": 3, "task": "library/task-en",
+           "source": "library/language-en", "lambdas": [1], "shipped": "library",
+           "targets": {"sw": {"adapter": "library/language-sw", "eval": {"masakhanews": "sw.jsonl"}}}}
+    results = run_experiment(cfg, work, work / "exp-shipped", lambda path, what: path)
+    shipped = results["evaluations"]["masakhanews/sw/shipped"]
+    assert shipped["documents"] == 2 and results["systems"]["sw/shipped"]["label"].endswith("lang_sw − lang_en")
+    # delta at λ=1 is what the library composes: the same summaries as the delta-1 export
+    same = [json.loads(x)["prediction"] for x in (Path(shipped["out"]) / "predictions.jsonl").read_text().splitlines()]
+    delta = [json.loads(x)["prediction"] for x in
+             (Path(results["evaluations"]["masakhanews/sw/delta-1"]["out"]) / "predictions.jsonl").read_text().splitlines()]
+    assert same == delta
+    page = tmp_path / "results.md"
+    write_report(work / "exp-shipped", page, work=work, default="arith-1")
+    assert "## The shipped library" in page.read_text()

@@ -17,8 +17,10 @@ from .adapters import CONFIG, META, WEIGHTS
 _PREFIX = "base_model.model."
 
 
-def write_peft_adapter(out: Path, low_rank: dict, scale: float, template_config: dict, meta: dict) -> None:
-    """``low_rank``: module → (A [r, in], B [out, r]), every module of the same rank ``r``."""
+def write_peft_adapter(out: Path, low_rank: dict, scale: float, template_config: dict, meta: dict,
+                       dtype: str = "float32") -> None:
+    """``low_rank``: module → (A [r, in], B [out, r]), every module of the same rank ``r``, stored as ``dtype``."""
+    import torch
     from safetensors.torch import save_file
 
     ranks = {a.shape[0] for a, _ in low_rank.values()}
@@ -28,8 +30,8 @@ def write_peft_adapter(out: Path, low_rank: dict, scale: float, template_config:
     tensors = {}
     for module in sorted(low_rank):
         a, b = low_rank[module]
-        tensors[f"{_PREFIX}{module}.lora_A.weight"] = a.float().contiguous()
-        tensors[f"{_PREFIX}{module}.lora_B.weight"] = b.float().contiguous()
+        tensors[f"{_PREFIX}{module}.lora_A.weight"] = a.to(getattr(torch, dtype)).contiguous()
+        tensors[f"{_PREFIX}{module}.lora_B.weight"] = b.to(getattr(torch, dtype)).contiguous()
     config = {**template_config, "r": rank, "lora_alpha": scale * rank, "use_rslora": False,
               "rank_pattern": {}, "alpha_pattern": {}, "lora_dropout": 0.0, "inference_mode": True}
     save_file(tensors, str(out / WEIGHTS), metadata={"format": "pt"})

@@ -13,7 +13,10 @@ for some targets. For each target it builds these systems (the first two are the
 - with ``related``: ``related-<lang>`` (that language's task adapter alone) and ``related``
   (the related task adapters weighted by URIEL distance, scenario 2);
 - with ``variants`` (another task adapter, e.g. trained with another prompt, for some targets):
-  ``<variant>.task`` and ``<variant>.arith-λ`` for each λ.
+  ``<variant>.task`` and ``<variant>.arith-λ`` for each λ;
+- with ``shipped: true``: ``shipped``, the adapter library inside the package, as ``edgecomp
+  summarize`` without ``--model`` uses it (packed adapters, the composition applied at run time);
+  ``shipped: FOLDER`` (in the workdir) evaluates another library the same way.
 
 Each system is exported once (the export cache, keyed by the composition) and evaluated with
 :func:`.run.evaluate` on each of the target's sets (resumable). ``results.json`` collects everything
@@ -43,9 +46,10 @@ class System:
     spec: dict | None  # a composition spec (None: the base alone)
     lam: float | None = None  # λ of an arithmetic system in the grid
     method: str | None = None  # its composition method
+    shipped: bool = False  # the shipped library's composition for the target (no export of its own)
 
 
-def _systems(cfg: dict, target: str, conf: dict) -> list[System]:
+def _systems(cfg: dict, target: str, conf: dict, library: Path | None = None) -> list[System]:
     task, source, lang = cfg["task"], cfg["source"], conf["adapter"]
     out = [
         System("base", "base, prompt only", None),
@@ -73,6 +77,10 @@ def _systems(cfg: dict, target: str, conf: dict) -> list[System]:
             out.append(System(f"related-{name}", f"{name} only", {"adapters": [f"{path}:1"]}))
         out.append(System("related", f"related task adapters, URIEL-weighted ({related['library']})",
                           {"scenario": "related", "library": related["library"], "target": target}))
+    if cfg.get("shipped"):
+        from ..library.catalog import Library
+
+        out.append(System("shipped", f"shipped library: {Library.load(library).choice(target).label}", None, shipped=True))
     return out
 
 
@@ -112,17 +120,20 @@ def run_experiment(cfg: dict, work: Path, out: Path, inside) -> dict:
     export_options = {"quantize": cfg.get("quantize", "int8"), "base": cfg.get("base")}
     decoding = {"batch_size": cfg.get("batch_size", 8), "max_new_tokens": cfg.get("max_new_tokens", 64),
                 "article_tokens": cfg.get("article_tokens", 448)}
-    wanted = {f"{s}/{t}/{system.key}" for t, c in cfg["targets"].items() for system in _systems(cfg, t, c)
+    shipped = cfg.get("shipped")
+    library = inside(work / shipped, "library") if isinstance(shipped, str) else None
+    wanted = {f"{s}/{t}/{system.key}" for t, c in cfg["targets"].items() for system in _systems(cfg, t, c, library)
               for s in (c.get("eval") or {})}
     for key in set(results["evaluations"]) - wanted:  # systems the configuration no longer has
         del results["evaluations"][key]
     for target, conf in cfg["targets"].items():
         grid: dict[float, Path] = {}
-        for system in _systems(cfg, target, conf):
+        for system in _systems(cfg, target, conf, library):
             t0 = time.perf_counter()
-            export = cached_export(resolve_spec(system.spec or {}, work), **export_options)
+            export = None if system.shipped else cached_export(resolve_spec(system.spec or {}, work), **export_options)
             results["systems"][f"{target}/{system.key}"] = {
-                "label": system.label, "lambda": system.lam, "method": system.method, "export": str(export),
+                "label": system.label, "lambda": system.lam, "method": system.method,
+                "export": str(export) if export else None,
                 "spec": system.spec,
                 "export_s": round(time.perf_counter() - t0, 1)}
             if system.lam is not None and system.method == cfg.get("auto_method", "params"):
@@ -132,7 +143,8 @@ def run_experiment(cfg: dict, work: Path, out: Path, inside) -> dict:
                 console.rule(f"[bold]{key}")
                 scores = evaluate(EvalOptions(model=export, data=inside(work / data, "data"), lang=target,
                                               limit=cfg.get("limit"), out=out / "evals" / set_name / target / system.key,
-                                              force=True, **decoding))
+                                              force=True, library=library, quantize=export_options["quantize"],
+                                              **decoding))
                 results["evaluations"][key] = {"set": set_name, "lang": target, "system": system.key,
                                                **{k: scores[k] for k in ("documents", "metrics", "timing", "out")}}
                 save()

@@ -94,15 +94,23 @@ def _aligned(nll: np.ndarray, top1: np.ndarray, starts: list[int], to_original) 
 
 
 def score_onnx(
-    export_dir: str | Path, sequences: Sequence[Sequence[int]], provider: str = "cpu"
+    export_dir: str | Path, sequences: Sequence[Sequence[int]], provider: str = "cpu", factors: dict | None = None
 ) -> Scores:
-    """Score an export folder (``model.onnx`` + config; trimmed or not) on original-id sequences."""
+    """Score an export folder (``model.onnx`` + config; trimmed or not) on original-id sequences;
+    ``factors``: a LoRA update applied at run time (an export with ``lora_inputs``)."""
     from ..export.trim import load_id_map
+    from ..runtime.adapter import lora_feeds
+    from ..runtime.model import MANIFEST
     from ..runtime.session import DecoderSession, KVShape
 
     export_dir = Path(export_dir)
     config = json.loads((export_dir / "config.json").read_text(encoding="utf-8"))
     decoder = DecoderSession(export_dir / "model.onnx", KVShape.from_config(config), provider)
+    if factors is not None:
+        layout = json.loads((export_dir / MANIFEST).read_text(encoding="utf-8")).get("lora_inputs")
+        if layout is None:
+            raise EdgecompError(f"{export_dir} takes no run-time adapter")
+        decoder.set_adapter(lora_feeds(layout, factors))
     id_map = load_id_map(export_dir)
     scores = Scores([], [])
     for original in sequences:

@@ -133,6 +133,30 @@ def _bad_examples(entries: dict[str, dict], system: str, count: int = 2) -> list
     return out
 
 
+def _shipped_section(results: dict, groups) -> list[str]:
+    """The adapter library inside the package (packed, composed at run time) on every set, against
+    task-only and the unpacked adapters' composition."""
+    rows = ["| set | lang | composition | ROUGE-L [95% CI] | in target lang % | Δ vs task_en only | "
+            "Δ vs unpacked neutral + 1·(lang_tgt − lang_en), params |", "|---|---|---|---|---|---|---|"]
+    bad = []
+    for (set_name, lang), entries in sorted(groups.items()):
+        e = entries.get("shipped")
+        if not e:
+            continue
+        label = results["systems"].get(f"{lang}/shipped", {}).get("label", "shipped").removeprefix("shipped library: ")
+        rows.append(f"| {set_name} | {lang} | {label} | {_ci(e['metrics']['rougeL'])} | "
+                    f"{e['metrics']['target_lang']['mean']:.0f} | {_diff((_paired(entries, 'task', 'shipped') or {}).get('rougeL'))} | "
+                    f"{_diff((_paired(entries, 'neutral.arith-1', 'shipped') or {}).get('rougeL'))} |")
+        bad += [line.replace("- `", f"- {set_name}/{lang} `", 1) for line in _bad_examples(entries, "shipped", 1)]
+    if len(rows) == 2:
+        return []
+    return ["## The shipped library", "",
+            "What `edgecomp summarize FILE` uses without `--model`: the adapters in edgecomp/library/adapters "
+            "(packed: task adapters rank 4, language adapters rank 1, float16; recipes/shipped-library.yaml), the composition library.json names for the "
+            "language, applied at run time to the int8 base export. Δ: paired bootstrap of ROUGE-L on the same "
+            "documents.", "", *rows, "", "Lowest ROUGE-L per set:", "", *bad, ""]
+
+
 def _default_system(results: dict, lang: str, default: str) -> str:
     """``default``, or with ``auto`` the arithmetic system at the λ chosen from unlabeled text."""
     if default != "auto":
@@ -201,6 +225,7 @@ def write_report(experiment: Path, out: Path, work: Path | None = None, default:
                         f"{_diff((_paired(entries, vt, va) or {}).get('rougeL'))} |")
         lines += [f"## Variant `{variant}`: task adapter {v['task']}", "",
                   "ROUGE-L (share in the target language); Δ: paired bootstrap of ROUGE-L.", "", *rows, ""]
+    lines += _shipped_section(results, groups)
     for name in plots(results, groups, out.parent / out.stem):
         lines += [f"![{name}]({out.stem}/{name})", ""]
     lambda_rows = _lambda_rows(results, groups)

@@ -14,14 +14,13 @@ the first ``article_tokens`` tokens as task training cuts it. The output folder 
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..console import console, progress
 from ..errors import EdgecompError
-from ..fsutil import sha256_file, write_json
+from ..fsutil import append_jsonl, read_jsonl_prefix, sha256_file, write_json
 from .bootstrap import mean_interval
 
 PREDICTIONS = "predictions.jsonl"
@@ -32,7 +31,7 @@ FORMAT = "edgecomp-eval/1"
 
 @dataclass
 class EvalOptions:
-    model: Path
+    model: Path | None  # None: the adapter library's composition for ``lang``
     data: Path
     lang: str
     limit: int | None = None
@@ -43,6 +42,9 @@ class EvalOptions:
     provider: str = "cpu"
     threads: int | None = None
     force: bool = False
+    library: Path | None = None  # without ``model``: this library (default: the shipped one)
+    merge: bool = False  # without ``model``: the composition merged into its own export, not applied at run time
+    quantize: str = "int8"  # without ``model``: the library export's weights
 
 
 def _documents(o: EvalOptions) -> list[dict]:
@@ -61,16 +63,17 @@ def _documents(o: EvalOptions) -> list[dict]:
     return docs
 
 
-def _header(o: EvalOptions) -> dict:
+def _header(o: EvalOptions, export: Path, composition: dict | None) -> dict:
     from ..runtime.model import MANIFEST
 
-    manifest = o.model / MANIFEST
+    manifest = export / MANIFEST
     if not manifest.is_file():
-        raise EdgecompError(f"{o.model} is not an edgecomp export (no {MANIFEST}); create one with `edgecomp merge-export`")
+        raise EdgecompError(f"{export} is not an edgecomp export (no {MANIFEST}); create one with `edgecomp merge-export`")
     return {
         "format": FORMAT,
-        "model": str(o.model),
+        "model": str(o.model) if o.model is not None else f"library {composition['lang']}: {composition['label']}",
         "model_manifest_sha256": sha256_file(manifest),
+        **({"composition": composition} if composition else {}),
         "data": o.data.name,
         "data_sha256": sha256_file(o.data),
         "lang": o.lang,
@@ -81,28 +84,13 @@ def _header(o: EvalOptions) -> dict:
 
 def _read_predictions(path: Path, wanted: set[str]) -> dict[str, dict]:
     """Lines already written; a torn last line (the run was killed mid-write) is cut off."""
-    if not path.is_file():
-        return {}
-    done, good = {}, 0
-    with open(path, "rb") as f:
-        for raw in f:
-            try:
-                row = json.loads(raw)
-            except ValueError:
-                break
-            if not raw.endswith(b"\n") or not isinstance(row, dict) or row.get("id") not in wanted:
-                break
-            done[row["id"]] = row
-            good += len(raw)
-    if good != path.stat().st_size:
-        with open(path, "r+b") as f:
-            f.truncate(good)
-    return done
+    return {row["id"]: row for row in read_jsonl_prefix(path, lambda row: row.get("id") in wanted)}
 
 
 def _prepare(o: EvalOptions, header: dict) -> Path:
     """The output folder, new or resumable; refuse one made for another model, data or settings."""
-    out = o.out or Path("eval") / f"{o.model.name}-{o.data.stem}"
+    name = o.model.name if o.model is not None else f"library-{o.lang}"
+    out = o.out or Path("eval") / f"{name}-{o.data.stem}"
     run = out / RUN
     if out.exists() and not out.is_dir():
         raise EdgecompError(f"{out} exists and is not a folder")
@@ -124,20 +112,29 @@ def _prepare(o: EvalOptions, header: dict) -> Path:
     return out
 
 
-def _append(path: Path, rows: list[dict]) -> None:
-    with open(path, "a", encoding="utf-8") as f:
-        for row in rows:
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-
-
-def _summarize(o: EvalOptions, docs: list[dict], path: Path) -> None:
+def _model(o: EvalOptions):
+    """(loaded model, its export folder, the library composition or None)."""
     from ..runtime.model import OnnxCausalLM
+
+    if o.model is not None:
+        return OnnxCausalLM.load(o.model, o.provider, threads=o.threads), o.model, None
+    from ..hashes import remembered_sha256
+    from ..library.catalog import Library
+    from ..library.summarize import LibraryRouter
+
+    router = LibraryRouter(Library.load(o.library), lang=o.lang, merge=o.merge, quantize=o.quantize,
+                           provider=o.provider, threads=o.threads)
+    choice = router.library.choice(o.lang)
+    model = router.open(choice)
+    files = {str(f.relative_to(router.library.root)): remembered_sha256(f) for f in router.library.files(choice)}
+    return model, router.export, {"lang": choice.lang, "label": choice.label, "files": files,
+                                  "applied": "merged" if o.merge else "run time"}
+
+
+def _summarize(o: EvalOptions, model, docs: list[dict], path: Path) -> None:
     from ..runtime.summarize import summarize_many
     from .language_id import identify
 
-    model = OnnxCausalLM.load(o.model, o.provider, threads=o.threads)
     with progress(f"summarizing {len(docs)} documents", len(docs)) as advance:
         for start in range(0, len(docs), o.batch_size):
             batch = docs[start : start + o.batch_size]
@@ -146,7 +143,7 @@ def _summarize(o: EvalOptions, docs: list[dict], path: Path) -> None:
                                      batch_size=o.batch_size, article_tokens=o.article_tokens, progress=False)
             seconds = (time.perf_counter() - began) / len(batch)
             guesses = identify([r["summary"] for r in results], o.lang)
-            _append(path, [
+            append_jsonl(path, [
                 {"id": d["id"], "reference": d["summary"], "prediction": r["summary"], "lang_guess": g,
                  "prompt_tokens": r["prompt_tokens"], "new_tokens": r["new_tokens"], "seconds": round(seconds, 4)}
                 for d, r, g in zip(batch, results, guesses)
@@ -180,9 +177,10 @@ def evaluate(o: EvalOptions) -> dict:
     from .rouge import scorer
 
     scorer(o.lang)  # an unknown language fails here, before any summary is made
-    o.model, o.data = Path(o.model), Path(o.data)
+    o.model, o.data = (Path(o.model) if o.model is not None else None), Path(o.data)
     docs = _documents(o)
-    header = _header(o)
+    model, export, composition = _model(o)
+    header = _header(o, export, composition)
     out = _prepare(o, header)
     path = out / PREDICTIONS
     done = _read_predictions(path, {d["id"] for d in docs})
@@ -190,7 +188,7 @@ def evaluate(o: EvalOptions) -> dict:
     if done:
         console.print(f"[bold]resuming[/] {out}: {len(done)} of {len(docs)} documents already summarized")
     if todo:
-        _summarize(o, todo, path)
+        _summarize(o, model, todo, path)
         done = _read_predictions(path, {d["id"] for d in docs})
     rows = [done[d["id"]] for d in docs]
     scores = {**header, "out": str(out), **score_predictions(rows, o.lang)}

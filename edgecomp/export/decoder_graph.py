@@ -16,6 +16,13 @@ written from the config instead of traced, ~25 nodes a layer:
   step's matmuls are single rows, and small ones are dominated by their launch, not their bytes;
 - the attention scale is folded into Gemma3's query norm weight.
 
+With ``lora_inputs`` every linear layer also takes a low-rank update as run-time inputs,
+``x @ W + (x @ a) @ b`` with ``a`` [in, R] and ``b`` [R, out] (a fused q/k/v or gate/up layer: its
+parts' A's side by side and their B's block-diagonal), so one exported base serves any LoRA
+composition without re-exporting (:mod:`edgecomp.runtime.adapter` builds the inputs). The inputs
+are required, not initializers, so quantization leaves them alone; ``lora_layout.json`` says which
+modules each pair stands for.
+
 Inputs and outputs are optimum's ``text-generation-with-past`` names and layouts (plus
 ``position_ids``), and every MatMul weight is a constant initializer with optimum's node names
 (``/model/layers.3/mlp/down_proj/MatMul``; the fused ones ``.../self_attn/qkv_proj/MatMul`` and
@@ -40,6 +47,7 @@ VERSION = 1  # bumped whenever the graph written for a checkpoint changes (expor
 MASKED = float(np.finfo(np.float32).min)
 ACTIVATIONS = {"llama": "silu", "gemma3_text": "gelu_pytorch_tanh"}
 PRODUCER = "edgecomp"  # the graph's producer_name: what later steps check before relying on its names
+LORA_LAYOUT = "lora_layout.json"
 
 
 def unsupported(config: dict) -> str | None:
@@ -105,8 +113,9 @@ def _load_weights(checkpoint_dir: Path) -> dict[str, np.ndarray]:
 
 
 class _Builder:
-    def __init__(self, config: dict, weights: dict[str, np.ndarray]):
+    def __init__(self, config: dict, weights: dict[str, np.ndarray], lora_inputs: bool = False):
         self.c, self.w, self.g = config, weights, _Graph()
+        self.lora = {} if lora_inputs else None  # input prefix -> {"parts", "in", "out"}
         self.gemma = config["model_type"] == "gemma3_text"
         self.hidden = config["hidden_size"]
         self.heads = config["num_attention_heads"]
@@ -148,6 +157,12 @@ class _Builder:
         weight = self.g.weight(f"{module}.weight", np.concatenate(matrices, axis=1))
         node = "/" + module.replace(".", "/").replace("/layers/", "/layers.")
         out = self.g.op("MatMul", [x, weight], f"{node}/MatMul")
+        if self.lora is not None:
+            prefix_in = f"lora.{module}"
+            self.lora[prefix_in] = {"parts": [f"{prefix}.{part}" for part in parts] if parts else [module],
+                                    "in": int(matrices[0].shape[0]), "out": [int(m.shape[1]) for m in matrices]}
+            down = self.g.op("MatMul", [x, f"{prefix_in}.a"], f"{node}/lora_a")
+            out = self.g.op("Add", [out, self.g.op("MatMul", [down, f"{prefix_in}.b"], f"{node}/lora_b")], f"{node}/lora_add")
         if not parts:
             return out
         sizes = self.g.const([m.shape[1] for m in matrices])
@@ -322,6 +337,9 @@ class _Builder:
             for kind in ("key", "value"):
                 inputs.append(helper.make_tensor_value_info(f"past_key_values.{i}.{kind}", float_, kv_shape))
                 outputs.append(helper.make_tensor_value_info(f"present.{i}.{kind}", float_, present_shape))
+        for n, (name, layout) in enumerate((self.lora or {}).items()):
+            inputs.append(helper.make_tensor_value_info(f"{name}.a", float_, [layout["in"], f"lora_rank_{n}"]))
+            inputs.append(helper.make_tensor_value_info(f"{name}.b", float_, [f"lora_rank_{n}", sum(layout["out"])]))
         graph = helper.make_graph(g.nodes, "edgecomp_decoder", inputs, outputs, g.initializers)
         return helper.make_model(
             graph,
@@ -335,15 +353,19 @@ def is_edgecomp_graph(model: onnx.ModelProto) -> bool:
     return model.producer_name == PRODUCER
 
 
-def build_decoder_graph(checkpoint_dir: Path, work_dir: Path) -> Path:
-    """Write ``work_dir/model.onnx`` (+ config) for the checkpoint; raise if :func:`unsupported`."""
+def build_decoder_graph(checkpoint_dir: Path, work_dir: Path, lora_inputs: bool = False) -> Path:
+    """Write ``work_dir/model.onnx`` (+ config, + ``lora_layout.json`` with ``lora_inputs``) for the
+    checkpoint; raise if :func:`unsupported`."""
     checkpoint_dir, work_dir = Path(checkpoint_dir), Path(work_dir)
     config = json.loads((checkpoint_dir / "config.json").read_text(encoding="utf-8"))
     reason = unsupported(config)
     if reason:
         raise EdgecompError(f"edgecomp's decoder graph does not support {reason}; use --graph optimum")
-    model = _Builder(config, _load_weights(checkpoint_dir)).build()
+    builder = _Builder(config, _load_weights(checkpoint_dir), lora_inputs)
+    model = builder.build()
     work_dir.mkdir(parents=True, exist_ok=True)
+    if builder.lora is not None:
+        (work_dir / LORA_LAYOUT).write_text(json.dumps(builder.lora, indent=1), encoding="utf-8")
     path = work_dir / "model.onnx"
     large = sum(t.ByteSize() for t in model.graph.initializer) > 1.8e9  # protobuf's 2 GB limit
     if large:

@@ -91,6 +91,7 @@ def collect_hessians(
     ``inputs`` (MatMul inputs of ``model``, an fp32 decoder-with-past graph; not modified)."""
     import onnxruntime as ort
 
+    from ..runtime.adapter import zero_feeds
     from ..runtime.session import session_options
     from .logits_to_keep import add_logits_to_keep_proto
 
@@ -104,6 +105,7 @@ def collect_hessians(
         del probe
         session = ort.InferenceSession(str(path), session_options(), providers=["CPUExecutionProvider"])
     feeds_wanted = {i.name for i in session.get_inputs()}
+    lora = zero_feeds(session.get_inputs())  # a graph with run-time LoRA inputs: calibrate the base
     sums: dict[str, np.ndarray] = {}
     count = 0
     empty = np.zeros((1, kv_shape.num_kv_heads, 0, kv_shape.head_dim), dtype=np.float32)
@@ -118,6 +120,7 @@ def collect_hessians(
         for name in feeds_wanted:
             if name.startswith("past_key_values."):
                 feeds[name] = empty
+        feeds |= lora
         outputs = session.run(list(inputs), {k: v for k, v in feeds.items() if k in feeds_wanted})
         for name, x in zip(inputs, outputs):
             x = x.reshape(-1, x.shape[-1]).astype(np.float64)

@@ -74,8 +74,11 @@ def cached_export(
     block_size: int | None = None,
     tune_steps: int | None = None,
     eight_bit_layers: str | None = None,
+    lora_inputs: bool = False,
 ) -> Path:
-    """The export folder of ``resolved`` in the cache, built on first use (merge, ONNX, verify, quantize)."""
+    """The export folder of ``resolved`` in the cache, built on first use (merge, ONNX, verify, quantize).
+
+    ``lora_inputs``: the graph also takes LoRA updates at run time (:mod:`edgecomp.runtime.adapter`)."""
     from ..models.cache import cached_entry
     from ..models.fingerprint import weights_fingerprint
     from ..models.resolve import resolve_base
@@ -96,6 +99,8 @@ def cached_export(
     extra = {"trim": [sha256_file(p) for p in trim_corpus]} if trim_corpus else {}
     if calibration and quantize == "int4":
         extra["calibration"] = [sha256_file(p) for p in calibration]
+    if lora_inputs:
+        extra["lora_inputs"] = True
     from .decoder_graph import VERSION as GRAPH_VERSION
 
     graph_key = f"edgecomp-{GRAPH_VERSION}" if graph == "edgecomp" else graph
@@ -124,7 +129,8 @@ def cached_export(
                 merged = merged_checkpoint(base_model.path, composed, merge_base, Path(tmp) / "merged",
                                            allow_pickle=allow_pickle, trust_remote_code=trust_remote_code)
             export_checkpoint(merged, entry / EXPORT_DIR, quantize=quantize, manifest=manifest,
-                              trim_corpus=trim_corpus, graph=graph, calibration=calibration, weight_config=weights)
+                              trim_corpus=trim_corpus, graph=graph, calibration=calibration, weight_config=weights,
+                              lora_inputs=lora_inputs)
         return {"spec_sha256": key}
 
     cached = cached_entry("exports", key[:32], build) / EXPORT_DIR

@@ -53,16 +53,19 @@ def chosen_graph(checkpoint_dir: Path, graph: str = "auto") -> str:
     return "optimum" if unsupported(json.loads(config_path.read_text(encoding="utf-8"))) else "edgecomp"
 
 
-def export_onnx(checkpoint_dir: Path, work_dir: Path, graph: str = "auto") -> Path:
+def export_onnx(checkpoint_dir: Path, work_dir: Path, graph: str = "auto", lora_inputs: bool = False) -> Path:
     """Export ``checkpoint_dir`` into ``work_dir`` (fp32, local files only); return ``model.onnx``.
 
     Weights over the 2 GB protobuf limit go to an external data file next to ``model.onnx``.
+    ``lora_inputs`` (edgecomp's graph only): LoRA updates as run-time inputs.
     """
     checkpoint_dir, work_dir = Path(checkpoint_dir), Path(work_dir)
     if chosen_graph(checkpoint_dir, graph) == "edgecomp":
         from .decoder_graph import build_decoder_graph
 
-        return build_decoder_graph(checkpoint_dir, work_dir)
+        return build_decoder_graph(checkpoint_dir, work_dir, lora_inputs)
+    if lora_inputs:
+        raise EdgecompError("run-time LoRA inputs need edgecomp's decoder graph (Llama or Gemma3)")
     from optimum.exporters.onnx import main_export
     from torch.jit import TracerWarning
 

