@@ -11,12 +11,10 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from tokenizers import Tokenizer
-
 from ..data.prompts import INSTRUCTION, instruction
 from ..data.tokenizer import encoder, load_tokenizer
 from ..errors import EdgecompError
-from ..export.trim import IdMap, load_id_map
+from ..export.trim import VOCAB_MAP, IdMap, load_id_map
 from ..hashes import remembered_sha256
 from .adapter import lora_feeds
 from .session import DecoderSession, KVShape
@@ -66,7 +64,7 @@ def verify_manifest(model_dir: Path) -> dict:
 @dataclass
 class OnnxCausalLM:
     decoder: DecoderSession
-    tokenizer: Tokenizer
+    tokenizer: object  # tokenizers.Tokenizer, or data.spm_tokenizer.SpmTokenizer (same ids, opens faster)
     bos_id: int | None
     eos_ids: tuple[int, ...]
     max_positions: int
@@ -100,7 +98,8 @@ class OnnxCausalLM:
         generation = _read_json(model_dir / "generation_config.json")
         if "max_position_embeddings" not in config:
             raise EdgecompError(f"{model_dir / 'config.json'} lacks max_position_embeddings")
-        tokenizer = load_tokenizer(model_dir)
+        trimmed = (model_dir / VOCAB_MAP).is_file()  # the id map reads the tokenizers vocabulary
+        tokenizer = load_tokenizer(model_dir, quick=not trimmed)
         id_map = load_id_map(model_dir, tokenizer)  # None unless the export's vocabulary was trimmed
         bos_id = generation.get("bos_token_id", config.get("bos_token_id"))
         eos_ids = _ids(generation.get("eos_token_id", config.get("eos_token_id")))

@@ -1,0 +1,257 @@
+"""A SentencePiece-BPE tokenizer that opens in a tenth of the time ``tokenizers`` takes.
+
+Why: ``tokenizers`` builds Gemma 3's 262,144-token, 514,847-merge BPE from ``tokenizer.json`` in
+about 2 s on a 2-core CPU (half JSON parsing, half building the merge table), the largest part of
+the time before a summary's first token (benchmarks/LIBRARY.md). Summaries tokenize one article,
+a few thousand characters, so a small encoder in Python is fast enough if it needs no merge table.
+
+It handles exactly the tokenizers :mod:`edgecomp.models.gguf_tokenizer` writes (what llama.cpp's
+SPM tokenizer does): added tokens cut out of the raw text first (leftmost-longest; control tokens
+only when ``encode_special_tokens`` is off), ``" "`` → ``"▁"``, then characters merged pairwise,
+always the pair with the lowest merge rank first (leftmost on ties), where the merges are every
+split of a vocabulary entry into two vocabulary entries, ranked by the entry's score; characters
+outside the vocabulary fall back to their UTF-8 byte tokens. Because the merges are all splits,
+the table is not needed: two symbols merge when their concatenation is an entry, and the rank of
+that merge is the entry's first merge rank plus the split's position, one integer per entry.
+
+:func:`compact_tokenizer` checks that a ``tokenizer.json`` has this shape (every merge, in order)
+and caches its vocabulary, ranks and added tokens as one ``.npz`` in edgecomp's cache, keyed by
+the file's sha256; any other tokenizer gets ``None`` and the caller keeps ``tokenizers``.
+"""
+
+from __future__ import annotations
+
+import heapq
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+SPACE = "▁"
+FORMAT = 1  # bumped when the cached arrays change meaning
+_BYTE = re.compile(r"<0x([0-9A-F]{2})>")
+
+
+@dataclass
+class Encoding:
+    ids: list[int]
+    tokens: list[str]
+
+
+class SpmTokenizer:
+    """``encode(text).ids`` and ``decode(ids)`` as the ``tokenizers.Tokenizer`` it was built from."""
+
+    def __init__(self, pieces: list[str], first_rank: np.ndarray, added: list[tuple[str, int, bool]], unk: int | None,
+                 encode_special_tokens: bool = True):
+        self.pieces = pieces
+        self.vocab = {p: i for i, p in enumerate(pieces)}
+        self.first_rank = first_rank.tolist()
+        self.added = added
+        self.special = frozenset(i for _, i, special in added if special)
+        self.unk = unk
+        self.bytes = [self.vocab.get(f"<0x{b:02X}>") for b in range(256)]
+        self.encode_special_tokens = encode_special_tokens
+
+    @property
+    def encode_special_tokens(self) -> bool:
+        return self._encode_special
+
+    @encode_special_tokens.setter
+    def encode_special_tokens(self, value: bool) -> None:
+        """True: control tokens in text stay text (llama.cpp's ``parse_special=false``)."""
+        self._encode_special = bool(value)
+        cut = [(c, i) for c, i, special in self.added if c and (not special or not value)]
+        self._added_ids = dict(cut)
+        self._split = (re.compile("|".join(re.escape(c) for c, _ in sorted(cut, key=lambda x: -len(x[0]))))
+                       if cut else None)
+
+    def get_vocab_size(self, with_added_tokens: bool = True) -> int:
+        return len(self.pieces)
+
+    def encode(self, text: str, add_special_tokens: bool = False) -> Encoding:
+        if add_special_tokens:
+            raise ValueError("add the BOS yourself: edgecomp's prompts do")
+        ids: list[int] = []
+        start = 0
+        for match in self._split.finditer(text) if self._split is not None else ():
+            ids += self._bpe(text[start : match.start()])
+            ids.append(self._added_ids[match.group()])
+            start = match.end()
+        ids += self._bpe(text[start:])
+        return Encoding(ids, [self.pieces[i] for i in ids])
+
+    def _symbols(self, text: str) -> list[int]:
+        out = []
+        for char in text.replace(" ", SPACE):
+            found = self.vocab.get(char)
+            if found is not None:
+                out.append(found)
+                continue
+            fallback = [self.bytes[b] for b in char.encode("utf-8")]
+            if all(b is not None for b in fallback):
+                out += fallback
+            elif self.unk is not None:
+                out.append(self.unk)
+        return out
+
+    def _candidate(self, heap: list, pos: int, left: int, right: int) -> None:
+        merged = self.vocab.get(self.pieces[left] + self.pieces[right])
+        if merged is not None and self.first_rank[merged] >= 0:
+            heapq.heappush(heap, (self.first_rank[merged], len(self.pieces[left]), pos, left, right, merged))
+
+    def _bpe(self, text: str) -> list[int]:
+        if not text:
+            return []
+        ids = self._symbols(text)
+        n = len(ids)
+        after, before = list(range(1, n + 1)), list(range(-1, n - 1))
+        heap: list = []
+        for pos in range(n - 1):
+            self._candidate(heap, pos, ids[pos], ids[pos + 1])
+        while heap:
+            _, _, pos, left, right, merged = heapq.heappop(heap)
+            nxt = after[pos]
+            if ids[pos] != left or nxt >= n or ids[nxt] != right:
+                continue  # a neighbour changed since this pair was pushed
+            ids[pos], ids[nxt] = merged, -1
+            after[pos] = after[nxt]
+            if after[pos] < n:
+                before[after[pos]] = pos
+                self._candidate(heap, pos, merged, ids[after[pos]])
+            if before[pos] >= 0:
+                self._candidate(heap, before[pos], ids[before[pos]], merged)
+        return [i for i in ids if i >= 0]
+
+    def decode(self, ids, skip_special_tokens: bool = True) -> str:
+        out, pending = [], bytearray()
+        for i in ids:
+            if skip_special_tokens and i in self.special:
+                continue
+            piece = self.pieces[i]
+            byte = _BYTE.fullmatch(piece)
+            if byte:
+                pending.append(int(byte.group(1), 16))
+                continue
+            if pending:
+                out.append(_bytes_text(pending))
+                pending = bytearray()
+            out.append(piece.replace(SPACE, " "))
+        if pending:
+            out.append(_bytes_text(pending))
+        return "".join(out)
+
+
+def _bytes_text(data: bytearray) -> str:
+    """``tokenizers``' ByteFallback: the bytes as UTF-8, or one U+FFFD per byte if they are not."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return "\ufffd" * len(data)
+
+
+def _ranks(model: dict, pieces: list[str], vocab: dict[str, int]) -> np.ndarray | None:
+    """Each entry's first merge rank (-1: none), if the merges are exactly every split of every
+    entry into two entries, grouped by entry and ordered by split position; else None."""
+    first = np.full(len(pieces), -1, dtype=np.int64)
+    expected_next: dict[int, int] = {}  # entry -> the cut its next merge must have
+    merges = model.get("merges") or []
+    for rank, merge in enumerate(merges):
+        left, right = merge if isinstance(merge, list) else merge.split(" ", 1)
+        merged = vocab.get(left + right)
+        if merged is None or left not in vocab or right not in vocab:
+            return None
+        if first[merged] < 0:
+            first[merged] = rank
+        elif rank - first[merged] != expected_next.get(merged):
+            return None
+        expected_next[merged] = rank - first[merged] + 1
+    total = sum(1 for piece in pieces for cut in range(1, len(piece)) if piece[:cut] in vocab and piece[cut:] in vocab)
+    return first if total == len(merges) else None
+
+
+def _supported(config: dict) -> bool:
+    model = config.get("model") or {}
+    decoder = config.get("decoder") or {}
+    steps = [d.get("type") for d in decoder.get("decoders", [])] if decoder.get("type") == "Sequence" else []
+    return (model.get("type") == "BPE" and model.get("byte_fallback") and not model.get("fuse_unk")
+            and not model.get("dropout") and not model.get("continuing_subword_prefix")
+            and not model.get("end_of_word_suffix") and not model.get("ignore_merges")
+            and config.get("pre_tokenizer") is None
+            and config.get("normalizer") == {"type": "Replace", "pattern": {"String": " "}, "content": SPACE}
+            and steps == ["Replace", "ByteFallback", "Fuse"]
+            and all(not a.get("normalized") and not a.get("lstrip") and not a.get("rstrip") and not a.get("single_word")
+                    for a in config.get("added_tokens", [])))
+
+
+def _build(file: Path) -> dict | None:
+    config = json.loads(file.read_text(encoding="utf-8"))
+    if not _supported(config):
+        return None
+    vocab = config["model"]["vocab"]
+    pieces = [""] * len(vocab)
+    for piece, i in vocab.items():
+        if not 0 <= i < len(pieces) or pieces[i]:
+            return None
+        pieces[i] = piece
+    first = _ranks(config["model"], pieces, vocab)
+    if first is None:
+        return None
+    added = config.get("added_tokens", [])
+    if any(pieces[a["id"]] != a["content"] for a in added if a["id"] < len(pieces)):
+        return None
+    unk = config["model"].get("unk_token")
+    return {"format": np.int64(FORMAT), **_strings("pieces", pieces), "first_rank": first,
+            **_strings("added", [a["content"] for a in added]),
+            "added_id": np.array([a["id"] for a in added], dtype=np.int64),
+            "added_special": np.array([a["special"] for a in added], dtype=bool),
+            "unk": np.int64(vocab.get(unk, -1) if unk else -1)}
+
+
+def _strings(name: str, items: list[str]) -> dict[str, np.ndarray]:
+    """Strings as one UTF-8 byte array and their byte lengths (no pickle in the cache)."""
+    encoded = [s.encode("utf-8") for s in items]
+    return {f"{name}_bytes": np.frombuffer(b"".join(encoded), dtype=np.uint8),
+            f"{name}_lengths": np.array([len(e) for e in encoded], dtype=np.int64)}
+
+
+def _unstrings(arrays, name: str) -> list[str]:
+    blob = arrays[f"{name}_bytes"].tobytes()
+    ends = np.cumsum(arrays[f"{name}_lengths"]).tolist()
+    starts = [0] + ends[:-1]
+    return [blob[a:b].decode("utf-8") for a, b in zip(starts, ends)]
+
+
+def _load(arrays) -> SpmTokenizer:
+    pieces = _unstrings(arrays, "pieces")
+    added = list(zip(_unstrings(arrays, "added"), arrays["added_id"].tolist(), arrays["added_special"].tolist()))
+    unk = int(arrays["unk"])
+    return SpmTokenizer(pieces, arrays["first_rank"], added, unk if unk >= 0 else None)
+
+
+def compact_tokenizer(folder: Path) -> SpmTokenizer | None:
+    """The fast tokenizer for ``folder/tokenizer.json``, from the cache (built and cached on first
+    use); None when the file is not a SentencePiece-BPE tokenizer of the supported shape."""
+    from ..fsutil import atomic_write_bytes
+    from ..hashes import remembered_sha256
+    from ..models.cache import home
+
+    file = Path(folder) / "tokenizer.json"
+    cached = home() / "tokenizers" / f"{remembered_sha256(file)[:32]}-{FORMAT}.npz"
+    if cached.is_file():
+        try:
+            with np.load(cached) as arrays:
+                if arrays["format"].item() == 0:
+                    return None
+                return _load(arrays)
+        except (OSError, ValueError, KeyError):
+            pass  # a damaged cache file is rebuilt
+    arrays = _build(file) or {"format": np.int64(0)}
+    import io
+
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(cached, buffer.getvalue())
+    return _load(arrays) if arrays["format"].item() else None
