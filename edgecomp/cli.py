@@ -305,9 +305,9 @@ def summarize(
                                   "shipped language's composition (URIEL) instead of stopping."),
     library: Optional[Path] = typer.Option(None, help="An adapter library folder with a library.json (default: the "
                                            "one shipped with edgecomp)."),
-    quantize: str = typer.Option("int8", help="Without --model: weights of the library's export, int8 (built once, "
-                                 "about a minute on 2 cores) or none (fp32); int4 (smaller, faster, several minutes "
-                                 "a composition) needs --merge."),
+    quantize: str = typer.Option("int8", help="Without --model: weights of the library's export, int8 or none "
+                                 "(fp32), built once into the cache; int4 (smaller and faster to run, slower to "
+                                 "build) needs --merge."),
     merge: bool = typer.Option(False, "--merge", help="Without --model: build one export per composition with the "
                                "adapters merged into the weights, instead of one base export for every language "
                                "with the composition applied at run time."),
