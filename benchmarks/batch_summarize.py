@@ -1,6 +1,6 @@
 """Throughput of ``edgecomp summarize --input docs.jsonl`` batched against one document at a time.
 
-100 unlabeled articles (25 each of en, sw, vi, fr from ``data/zero-shot/unlabeled``), each routed
+100 unlabeled articles (20 each of en, sw, vi, fr, id from ``data/zero-shot/unlabeled``), each routed
 to its detected language's composition of the shipped library, summarized with ``--batch-size 8``
 and with ``--batch-size 1`` (the one-by-one loop), alternating, into fresh outputs; the export cache
 is warm (run ``edgecomp summarize`` once before). Reads each run's final line (new tokens, seconds
@@ -21,8 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 
-LANGUAGES = ("en", "sw", "vi", "fr")
-PER_LANGUAGE = 25
+LANGUAGES = ("en", "sw", "vi", "fr", "id")
+PER_LANGUAGE = 20
 FINAL = re.compile(r"(\d+) summarized.*?; (\d+) new tokens in ([\d.]+) s of summarizing \(([\d.]+) tokens/s\)")
 
 

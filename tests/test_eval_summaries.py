@@ -209,7 +209,7 @@ def _cli(*args, cwd):
     return subprocess.run([sys.executable, "-m", "edgecomp.cli", *args], capture_output=True, text=True, cwd=cwd)
 
 
-@pytest.mark.parametrize("case", ["missing-data", "not-jsonl", "not-export", "unknown-lang", "no-model", "bad-compare"])
+@pytest.mark.parametrize("case", ["missing-data", "not-jsonl", "not-export", "unknown-lang", "not-library", "bad-compare"])
 def test_bad_input_is_one_line_and_exit_2(case, tiny_export, eval_pairs, tmp_path):
     bad = tmp_path / "bad.jsonl"
     bad.write_text("{not json\n")
@@ -218,7 +218,7 @@ def test_bad_input_is_one_line_and_exit_2(case, tiny_export, eval_pairs, tmp_pat
         "not-jsonl": ["--model", tiny_export, "--data", bad, "--lang", "en"],
         "not-export": ["--model", tmp_path, "--data", eval_pairs, "--lang", "en"],
         "unknown-lang": ["--model", tiny_export, "--data", eval_pairs, "--lang", "qqq"],
-        "no-model": ["--data", eval_pairs, "--lang", "en"],
+        "not-library": ["--data", eval_pairs, "--lang", "en", "--library", tmp_path],
         "bad-compare": ["--compare", bad, bad],
     }[case]
     r = _cli("eval", *map(str, args), "--out", str(tmp_path / "o"), cwd=tmp_path)

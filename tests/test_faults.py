@@ -241,12 +241,17 @@ def test_merge_export_killed_at_random_moments(forkserver, tiny_llama_dir, tmp_p
 
 
 def test_ctrl_c_during_export_leaves_nothing(forkserver, tiny_llama_dir, tmp_path):
-    """SIGINT (Ctrl-C) in the middle of the export: exit 130, no output, no visible debris, cache whole."""
+    """SIGINT (Ctrl-C) in the middle of the export: exit 130, no output, no visible debris, cache whole.
+
+    With an adapter to merge: the base alone is exported as it is, too fast to be interrupted."""
+    from adapters import make_adapter
+
     work, logs, home = tmp_path / "work", tmp_path / "logs", tmp_path / "home"
     work.mkdir(), logs.mkdir()
     out = work / "export"
     runs = Runs(forkserver, home, logs)
-    argv = ["merge-export", "--base", tiny_llama_dir, "--out", out]
+    adapter = make_adapter(tiny_llama_dir, tmp_path / "adapter", 0)
+    argv = ["merge-export", "--base", tiny_llama_dir, "--adapter", f"{adapter}:1", "--out", out]
     code, log, pid = runs.run(argv, _appears(home / "exports", ".*.tmp-{pid}@*"), 0.2, signal.SIGINT)
     assert code == 130 and "interrupted" in log, log
     assert not out.exists() and list(work.iterdir()) == []

@@ -123,14 +123,19 @@ def cached_export(
         },
     }
 
+    export = dict(quantize=quantize, manifest=manifest, trim_corpus=trim_corpus, graph=graph, calibration=calibration,
+                  weight_config=weights, lora_inputs=lora_inputs)
+    as_is = composed is None and merge_base == "original" and any(base_model.path.glob("*.safetensors"))
+
     def build(entry: Path) -> dict:
+        if as_is:  # nothing to merge: export the base's own checkpoint (no 1 GB copy to write)
+            export_checkpoint(base_model.path, entry / EXPORT_DIR, **export)
+            return {"spec_sha256": key}
         with tempfile.TemporaryDirectory(prefix=".merge-", dir=entry) as tmp:
             with console.status("merging adapters into the base weights"):
                 merged = merged_checkpoint(base_model.path, composed, merge_base, Path(tmp) / "merged",
                                            allow_pickle=allow_pickle, trust_remote_code=trust_remote_code)
-            export_checkpoint(merged, entry / EXPORT_DIR, quantize=quantize, manifest=manifest,
-                              trim_corpus=trim_corpus, graph=graph, calibration=calibration, weight_config=weights,
-                              lora_inputs=lora_inputs)
+            export_checkpoint(merged, entry / EXPORT_DIR, **export)
         return {"spec_sha256": key}
 
     cached = cached_entry("exports", key[:32], build) / EXPORT_DIR
