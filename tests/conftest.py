@@ -17,6 +17,17 @@ from tiny import CORPUS, save_tiny  # noqa: E402
 
 
 @pytest.fixture(scope="session", autouse=True)
+def ctrl_c_enabled():
+    """Ctrl-C tests need SIGINT's default handler; a shell starts background jobs (``make test &``)
+    with SIGINT ignored, which Python and every child process would keep."""
+    import signal
+
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+
+
+@pytest.fixture(scope="session", autouse=True)
 def edgecomp_home(tmp_path_factory) -> Path:
     """Tests never touch the user's cache: EDGECOMP_HOME is a fresh folder for the session."""
     home = tmp_path_factory.mktemp("edgecomp-home")
