@@ -116,6 +116,12 @@ LANG_ADAPTERS = typer.Option(False, "--language-adapters", help="--related: add 
 LAMBDA_T = typer.Option(None, "--lambda-t", help="Weight of the target-language adapter (default 1).")
 LAMBDA_S = typer.Option(None, "--lambda-s", help="Weight subtracted for the source-language adapter(s) (default 1).")
 EXPLAIN = typer.Option(False, "--explain", help="Print the chosen adapters, distances and weights.")
+# The adapter library `summarize` and `eval` choose from when no --model is given.
+LIBRARY_DIR = typer.Option(None, help="Without --model: an adapter library folder with a library.json (default: "
+                           "the one shipped with edgecomp).")
+MERGE = typer.Option(False, "--merge", help="Without --model: one export per composition with the adapters merged "
+                     "into the weights, instead of one base export for every language with the composition "
+                     "applied at run time.")
 
 
 def _resolve(adapter, spec, method, density, seed, library, target, source, related, top_k, lang_adapters,
@@ -303,14 +309,11 @@ def summarize(
     lang: Optional[str] = typer.Option(None, "--lang", help="The documents' language (ISO 639-1), instead of detecting it."),
     fallback: bool = typer.Option(False, "--fallback", help="A language without a shipped adapter: use the closest "
                                   "shipped language's composition (URIEL) instead of stopping."),
-    library: Optional[Path] = typer.Option(None, help="An adapter library folder with a library.json (default: the "
-                                           "one shipped with edgecomp)."),
+    library: Optional[Path] = LIBRARY_DIR,
     quantize: str = typer.Option("int8", help="Without --model: weights of the library's export, int8 or none "
                                  "(fp32), built once into the cache; int4 (smaller and faster to run, slower to "
                                  "build) needs --merge."),
-    merge: bool = typer.Option(False, "--merge", help="Without --model: build one export per composition with the "
-                               "adapters merged into the weights, instead of one base export for every language "
-                               "with the composition applied at run time."),
+    merge: bool = MERGE,
     input_jsonl: Optional[Path] = typer.Option(None, "--input", help="JSON Lines documents (one object a line) "
                                                "instead of files."),
     output: Optional[Path] = typer.Option(None, "--output", help="Write one JSON line per document (id, language, "
@@ -482,9 +485,7 @@ def evaluate(
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads (default: the physical cores)."),
     compare: Optional[Tuple[Path, Path]] = typer.Option(None, "--compare", help="A.json B.json: B against A on the "
                                                         "same documents (paired bootstrap); no model is run."),
-    library: Optional[Path] = typer.Option(None, help="Without --model: an adapter library folder (default: the shipped one)."),
-    merge: bool = typer.Option(False, "--merge", help="Without --model: the composition merged into its own export "
-                               "instead of applied at run time to the shared base export."),
+    library: Optional[Path] = LIBRARY_DIR, merge: bool = MERGE,
     as_json: bool = typer.Option(False, "--json", help="Print the scores as JSON."),
     force: bool = typer.Option(False, "--force", help="Start over in an --out that holds another evaluation."),
 ):

@@ -80,8 +80,6 @@ def main(shared: Path, out: Path) -> None:
         tail = lines[500 + len(mono):]
         _write_lines(out / "unlabeled" / f"{lang}.txt", _articles(tail[len(tail) // 2:]))
     _write_pairs(out / "task" / "xlsum_en.jsonl", _pairs(shared / "task/en/xlsum_en.jsonl", TASK_PAIRS))
-    _write_pairs(out / "task" / "headline_en.jsonl",
-                 _pairs(shared / "task/en/masakhanews_en_headline.jsonl", TASK_PAIRS))
     _write_pairs(out / "task" / "xlsum_ur.jsonl", _pairs(shared / "task/ur/xlsum_ur.jsonl", TASK_PAIRS))
     for name, langs in EVAL_SETS.items():
         for lang in langs:

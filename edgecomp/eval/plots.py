@@ -49,7 +49,7 @@ def plots(results: dict, groups, folder: Path) -> list[str]:
                 title=f"Target-language rate against λ ({method})")
         ax2.legend(fontsize=7, ncol=2)
     fig.tight_layout()
-    fig.savefig(folder / "lambda.png", dpi=110)
+    fig.savefig(folder / "lambda.png", dpi=80)
     plt.close(fig)
     names.append("lambda.png")
     # bar chart: every system per (set, language)

@@ -118,7 +118,6 @@ def _model(o: EvalOptions):
 
     if o.model is not None:
         return OnnxCausalLM.load(o.model, o.provider, threads=o.threads), o.model, None
-    from ..hashes import remembered_sha256
     from ..library.catalog import Library
     from ..library.summarize import LibraryRouter
 
@@ -126,8 +125,7 @@ def _model(o: EvalOptions):
                            provider=o.provider, threads=o.threads)
     choice = router.library.choice(o.lang)
     model = router.open(choice)
-    files = {str(f.relative_to(router.library.root)): remembered_sha256(f) for f in router.library.files(choice)}
-    return model, router.export, {"lang": choice.lang, "label": choice.label, "files": files,
+    return model, router.export, {"lang": choice.lang, "label": choice.label, "files": router.library.file_hashes(choice),
                                   "applied": "merged" if o.merge else "run time"}
 
 

@@ -122,6 +122,12 @@ class Library:
         ranked = sorted((row["combined"], code) for code, row in distances.items())
         return [(code, distance) for distance, code in ranked[:k]]
 
+    def file_hashes(self, choice: Choice) -> dict[str, str]:
+        """sha256 of each file in :meth:`files`, by its path in the library (remembered by mtime)."""
+        from ..hashes import remembered_sha256
+
+        return {str(p.relative_to(self.root)): remembered_sha256(p) for p in self.files(choice)}
+
     def files(self, choice: Choice) -> list[Path]:
         """Every file the choice's export depends on: the index and its adapters' weights and configs."""
         adapters = [self.root / str(item).split(":", 1)[0] for item in choice.spec.get("adapters") or []]

@@ -67,8 +67,7 @@ def _remember(key: str, export: Path, **about) -> None:
 
 def merged_export(library: Library, choice: Choice, quantize: str = "int8") -> tuple[Path, float | None]:
     """The export with ``choice`` merged into the base, and the seconds spent building it (None: cached)."""
-    files = {str(p.relative_to(library.root)): remembered_sha256(p) for p in library.files(choice)}
-    key = _key({"files": files, "spec": choice.spec, "quantize": quantize, "base": _base_id(library)})
+    key = _key({"files": library.file_hashes(choice), "spec": choice.spec, "quantize": quantize, "base": _base_id(library)})
     found = _cached(key)
     if found is not None:
         return found, None
