@@ -4,7 +4,7 @@
 
 Exports the base once (fp32, ``--base`` or the embedded default; edgecomp's graph where it
 applies, else optimum's), derives every
-variant from that graph with ``edgecomp.export.quantize`` (and, with ``--trim``, vocabulary-trimmed
+variant from that graph with ``edgecomp.export.quantization.apply`` (and, with ``--trim``, vocabulary-trimmed
 int4 exports per language with ``edgecomp.export.trim``), then scores each on the same held-out
 lines of the mono files: lines after the first 400 (those 400 ship in data/demo and
 data/scenarios and train adapters). Reported per variant: file size, perplexity per language,
@@ -30,7 +30,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from edgecomp.eval.perplexity import Scores, heldout_lines, score_onnx, score_torch, token_sequences  # noqa: E402
-from edgecomp.export.quantize import WeightOnlyConfig, quantize_model  # noqa: E402
+from edgecomp.export.quantization.apply import WeightOnlyConfig, quantize_model  # noqa: E402
 
 MONO = Path(os.environ.get("EDGECOMP_MONO", "/work/shared/data/mono"))
 LANGS = ("en", "sw", "hi", "vi")
@@ -39,7 +39,7 @@ TOKENIZER_FILES = ("config.json", "generation_config.json", "tokenizer.json", "t
 
 import dataclasses  # noqa: E402
 
-from edgecomp.export.quantize import INT4, INT8  # noqa: E402
+from edgecomp.export.quantization.apply import INT4, INT8  # noqa: E402
 
 # name → (mode, weight-only configuration or None for the mode's own); "dynamic" (onnxruntime's
 # quantize_dynamic, MatMulInteger with per-tensor activation scales) can be added for comparison.
@@ -83,7 +83,7 @@ def base_checkpoint(spec: str | None) -> Path:
 
 def raw_export(checkpoint: Path, work: Path) -> Path:
     """The export step's fp32 graph, untouched (every variant starts from it)."""
-    from edgecomp.export.onnx import export_onnx
+    from edgecomp.export.onnx_export import export_onnx
 
     raw = work / "raw-fp32"
     if not (raw / "model.onnx").is_file():
@@ -233,7 +233,7 @@ def main() -> None:
             rows.append(row("pytorch fp32 (reference)", None, {}, torch_scores, fp32, False))
 
     if args.trim:
-        from edgecomp.export.quantize import INT4
+        from edgecomp.export.quantization.apply import INT4
 
         for lang in langs:
             name = f"int4, vocabulary trimmed to {lang}"

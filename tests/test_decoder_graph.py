@@ -15,7 +15,7 @@ from transformers import AutoModelForCausalLM
 
 from edgecomp.errors import EdgecompError
 from edgecomp.export.decoder_graph import unsupported
-from edgecomp.export.onnx import chosen_graph, export_onnx
+from edgecomp.export.onnx_export import chosen_graph, export_onnx
 from edgecomp.runtime.session import DecoderSession, KVShape
 
 

@@ -18,7 +18,7 @@ from transformers import AutoModelForCausalLM
 from edgecomp.errors import EdgecompError
 from edgecomp.export import verify
 from edgecomp.export.pipeline import MANIFEST, export_checkpoint
-from edgecomp.export.quantize import external_data_files, quantize_onnx
+from edgecomp.export.quantization.apply import external_data_files, quantize_onnx
 from edgecomp.fsutil import sha256_file
 from edgecomp.runtime import OnnxCausalLM, generate
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edgecomp.export.gptq import GPTQConfig, calibration_sequences, gptq_blocks
-from edgecomp.export.quantize import block_quantize, dequantize_blocks, pack_codes, pack_zero_points
+from edgecomp.export.quantization.gptq import GPTQConfig, calibration_sequences, gptq_blocks
+from edgecomp.export.quantization.apply import block_quantize, dequantize_blocks, pack_codes, pack_zero_points
 
 
 def _dequantized(codes, scales, zeros, block):

@@ -10,7 +10,7 @@ from edgecomp.compose.adapters import load_adapter
 from edgecomp.compose.merge import merged_checkpoint, nf4_dequantize_blocks
 from edgecomp.compose.methods import compose
 from edgecomp.compose.terms import Term
-from edgecomp.models.quantize import nf4_roundtrip
+from edgecomp.models.nf4 import nf4_roundtrip
 
 WEIGHTS = [1.0, 0.5, -1.0]
 

@@ -12,7 +12,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from edgecomp.errors import EdgecompError
-from edgecomp.export.quantize import (
+from edgecomp.export.quantization.apply import (
     WeightOnlyConfig,
     block_quantize,
     dequantize_blocks,
@@ -243,8 +243,8 @@ def test_smoothing_a_tied_head_changes_no_output(tiny_base, tmp_path):
     through the final norm's scale (edgecomp's graph) or a Mul (a head reading a graph input)."""
     import json as _json
 
-    from edgecomp.export.onnx import export_onnx
-    from edgecomp.export.quantize import smooth_tied_head
+    from edgecomp.export.onnx_export import export_onnx
+    from edgecomp.export.quantization.apply import smooth_tied_head
     from edgecomp.runtime.session import DecoderSession, KVShape
 
     path = export_onnx(tiny_base, tmp_path / "raw")
@@ -277,10 +277,10 @@ def test_input_scales_fold_into_norms_without_changing_outputs(tiny_base, tmp_pa
     Hessian rescaled to match; the fp32 graph computes the same logits."""
     import json as _json
 
-    from edgecomp.export import smooth
-    from edgecomp.export.gptq import collect_hessians
-    from edgecomp.export.onnx import export_onnx
-    from edgecomp.export.quantize import INT4, gptq_inputs
+    from edgecomp.export.quantization import smoothing as smooth
+    from edgecomp.export.quantization.gptq import collect_hessians
+    from edgecomp.export.onnx_export import export_onnx
+    from edgecomp.export.quantization.apply import INT4, gptq_inputs
     from edgecomp.runtime.session import DecoderSession, KVShape
 
     path = export_onnx(tiny_base, tmp_path / "raw")
@@ -313,7 +313,7 @@ def test_fp16_keeps_the_residual_stream_in_fp32(tiny_base, tmp_path):
     float16, and still computes fp32's logits."""
     import json as _json
 
-    from edgecomp.export.onnx import export_onnx
+    from edgecomp.export.onnx_export import export_onnx
     from edgecomp.runtime.session import DecoderSession, KVShape
 
     config = _json.loads((tiny_base / "config.json").read_text())

@@ -276,7 +276,7 @@ def test_logits_to_keep_patch(export_dir, onnx_model, tiny_base, tmp_path):
     import shutil
 
     from edgecomp.export.logits_to_keep import add_logits_to_keep
-    from edgecomp.export.onnx import export_onnx
+    from edgecomp.export.onnx_export import export_onnx
 
     assert not add_logits_to_keep(export_dir / "model.onnx")  # already there: the file is untouched
     raw_dir = tmp_path / "raw"

@@ -1,4 +1,4 @@
-"""End-to-end scale tuning (edgecomp.export.tune): the PyTorch student computes what the quantized
+"""End-to-end scale tuning (edgecomp.export.quantization.scale_tuning): the PyTorch student computes what the quantized
 ONNX graph computes, and tuning brings the written graph closer to fp32 on text it never saw."""
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ import onnx
 import pytest
 
 from edgecomp.errors import EdgecompError
-from edgecomp.export.gptq import GPTQConfig
-from edgecomp.export.onnx import export_onnx
-from edgecomp.export.quantize import INT4, INT8, WeightOnlyConfig, int4_options, quantize_model
-from edgecomp.export.tune import TuneConfig, tune_scales
+from edgecomp.export.quantization.gptq import GPTQConfig
+from edgecomp.export.onnx_export import export_onnx
+from edgecomp.export.quantization.apply import INT4, INT8, WeightOnlyConfig, int4_options, quantize_model
+from edgecomp.export.quantization.scale_tuning import TuneConfig, tune_scales
 from edgecomp.runtime.session import DecoderSession, KVShape
 from tiny import CORPUS
 
@@ -66,7 +66,7 @@ def test_student_computes_what_the_quantized_graph_computes(tiny_base, tmp_path,
     constants undone, smoothing of the tied table undone) give ONNX Runtime's logits."""
     import torch
 
-    from edgecomp.export.student import BlockLinear, QuantizedStudent
+    from edgecomp.export.quantization.quantized_torch import BlockLinear, QuantizedStudent
 
     config = json.loads((tiny_base / "config.json").read_text())
     raw = export_onnx(tiny_base, tmp_path / "raw").parent

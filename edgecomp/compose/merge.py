@@ -20,7 +20,7 @@ def nf4_dequantize_blocks(model) -> None:
     """Replace each linear weight of the decoder layers by its NF4 round trip, in place."""
     import torch
 
-    from ..models.quantize import nf4_roundtrip
+    from ..models.nf4 import nf4_roundtrip
 
     with torch.no_grad():
         for module in model.get_decoder().layers.modules():

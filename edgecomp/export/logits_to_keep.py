@@ -8,7 +8,7 @@ lm_head: ``logits_to_keep = 0`` keeps every position (the graph computes what it
 ``transformers``' ``logits_to_keep=0`` does), ``1`` only the last. The runtime sees the input and
 uses it (:class:`~edgecomp.runtime.session.DecoderSession`).
 
-The export step applies it to every export (:func:`edgecomp.export.quantize.quantize_model`); it
+The export step applies it to every export (:func:`edgecomp.export.quantization.apply.quantize_model`); it
 needs ``onnx``, which a device running summaries does not, and the runtime never imports it.
 """
 

@@ -91,9 +91,9 @@ def cached_export(
     base_model = resolve_base(_base_spec(resolved, base), allow_pickle=allow_pickle)
     fingerprint = weights_fingerprint(base_model.path)
     _check_fingerprints(resolved, base_model.name, fingerprint)
-    from .quantize import QUANTIZER_VERSION, int4_options, mode_config
+    from .quantization.apply import QUANTIZER_VERSION, int4_options, mode_config
 
-    from .onnx import chosen_graph
+    from .onnx_export import chosen_graph
 
     graph = chosen_graph(base_model.path, graph)
     extra = {"trim": [sha256_file(p) for p in trim_corpus]} if trim_corpus else {}

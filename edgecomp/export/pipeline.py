@@ -23,8 +23,8 @@ from ..data.tokenizer import bos_id, encoder, load_tokenizer
 from ..errors import EdgecompError
 from ..fsutil import atomic_dir, sha256_file, write_json
 from .decoder_graph import LORA_LAYOUT
-from .onnx import chosen_graph, export_onnx
-from .quantize import MODES, WeightOnlyConfig, quantize_model
+from .onnx_export import chosen_graph, export_onnx
+from .quantization.apply import MODES, WeightOnlyConfig, quantize_model
 from .trim import IdMap, corpus_lines, kept_ids, trim_onnx, write_id_map
 from .verify import compare_quantized, onnx_logits, verify_logits
 
@@ -108,7 +108,7 @@ def export_checkpoint(
     and the manifest a ``trim`` entry.
 
     ``graph``: edgecomp's compact decoder graph, optimum's, or ``auto`` (see
-    :mod:`edgecomp.export.onnx`); ``calibration``: text files for int4's GPTQ (default: shipped).
+    :mod:`edgecomp.export.onnx_export`); ``calibration``: text files for int4's GPTQ (default: shipped).
     ``lora_inputs``: the graph takes LoRA updates at run time (:mod:`edgecomp.runtime.adapter`);
     the manifest's ``lora_inputs`` gives their layout. Verification runs with zero updates.
     """

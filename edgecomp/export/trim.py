@@ -221,7 +221,7 @@ def trim_model(model: onnx.ModelProto, kept: np.ndarray) -> dict:
     """
     from onnx import numpy_helper
 
-    from .quantize import find_embedding_and_head
+    from .quantization.apply import find_embedding_and_head
 
     found = find_embedding_and_head(model)
     if found is None or found.head is None:
@@ -250,7 +250,7 @@ def trim_onnx(src_dir: Path, dst_dir: Path, kept: np.ndarray) -> dict:
     """``src_dir/model.onnx`` (fp32/fp16) with its vocabulary cut to ``kept`` → ``dst_dir``."""
     import onnx
 
-    from .quantize import _save, external_data_files
+    from .quantization.apply import _save, external_data_files
 
     src, dst = Path(src_dir) / "model.onnx", Path(dst_dir) / "model.onnx"
     dst.parent.mkdir(parents=True, exist_ok=True)

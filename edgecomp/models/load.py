@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 
 from ..errors import EdgecompError
-from .quantize import nf4_config
+from .nf4 import nf4_config
 
 
 def default_device() -> str:

@@ -1,6 +1,6 @@
 """A quantized edgecomp decoder graph read back into PyTorch, its 4-bit scales trainable.
 
-:mod:`edgecomp.export.tune` trains the 4-bit blocks' scales by gradient descent, which ONNX
+:mod:`edgecomp.export.quantization.scale_tuning` trains the 4-bit blocks' scales by gradient descent, which ONNX
 Runtime cannot do; this builds the transformers model of the export's ``config.json`` (eager
 attention) and fills it from the quantized graph. That works because edgecomp's decoder graph
 (:mod:`edgecomp.export.decoder_graph`) names every weight after the checkpoint tensor it came from
@@ -11,7 +11,7 @@ names, so they are never tuned.
 
 The 4-bit MatMuls become :class:`BlockLinear` (``(code - zero) · scale · exp(gain)``, the gain
 trainable); everything else (8-bit MatMuls, the 8-bit tied embedding / head, the smoothing that
-:mod:`edgecomp.export.smooth` folded into the table) is dequantized once and frozen.
+:mod:`edgecomp.export.quantization.smoothing` folded into the table) is dequantized once and frozen.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import onnx
 import torch
 from onnx import numpy_helper
 
-from .quantize import centered_codes, dequantize_blocks
+from .apply import centered_codes, dequantize_blocks
 
 _PARTS = {"qkv_proj": ("q_proj", "k_proj", "v_proj"), "gate_up_proj": ("gate_proj", "up_proj")}
 

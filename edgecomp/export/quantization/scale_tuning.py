@@ -1,6 +1,6 @@
 """End-to-end tuning of the 4-bit blocks' scales against the fp32 model (EfficientQAT's E2E-QP).
 
-GPTQ (:mod:`edgecomp.export.gptq`) fixes each layer's codes to reproduce that layer's outputs;
+GPTQ (:mod:`edgecomp.export.quantization.gptq`) fixes each layer's codes to reproduce that layer's outputs;
 its errors still add up over the layers. Here the codes stay as GPTQ chose them and only the
 per-block scales (and the RMSNorm weights, a few thousand values) move, by gradient descent on the
 KL divergence between the fp32 export's next-token distribution and the quantized model's, on the
@@ -11,7 +11,7 @@ The teacher is the fp32 graph run by ONNX Runtime (its top-``top_k`` tokens per 
 262k-token head is evaluated once, not per step); the student is the transformers model of the
 export's config, its weights read back from the quantized graph (edgecomp's decoder graph names
 every weight after the checkpoint's tensor), the 4-bit linears computing ``(code - zero) · scale``
-with the scales trainable (:mod:`edgecomp.export.student`). Only edgecomp's own graph
+with the scales trainable (:mod:`edgecomp.export.quantization.quantized_torch`). Only edgecomp's own graph
 (:mod:`edgecomp.export.decoder_graph`) has that naming; optimum's graphs are left as GPTQ made them.
 
 Measured on the default base (benchmarks/QUANTIZATION.md, 100 held-out lines a language): the
@@ -33,7 +33,7 @@ from typing import Callable, Sequence
 import numpy as np
 import onnx
 
-from ..errors import EdgecompError
+from ...errors import EdgecompError
 
 
 @dataclass(frozen=True)
@@ -58,7 +58,7 @@ def teacher_targets(fp32_path: Path, shape, sequences: Sequence[Sequence[int]], 
     ``top_k`` next tokens at every position and their log-probabilities over the whole vocabulary."""
     import torch
 
-    from ..runtime.session import DecoderSession
+    from ...runtime.session import DecoderSession
 
     decoder = DecoderSession(fp32_path, shape)
     targets = []
@@ -79,7 +79,7 @@ def _full_length(sequences: Sequence[Sequence[int]]) -> list[list[int]]:
 
 def untunable(model: onnx.ModelProto, sequences: Sequence[Sequence[int]], config: TuneConfig) -> str | None:
     """Why :func:`tune_scales` cannot run on ``model`` with ``sequences``, or None."""
-    from .decoder_graph import is_edgecomp_graph
+    from ..decoder_graph import is_edgecomp_graph
 
     if not is_edgecomp_graph(model):
         return "only edgecomp's decoder graph can be tuned (--graph edgecomp)"
@@ -103,8 +103,8 @@ def tune_scales(
     before and after. ``config_dir`` holds the export's ``config.json``."""
     import torch
 
-    from ..runtime.session import KVShape
-    from .student import QuantizedStudent
+    from ...runtime.session import KVShape
+    from .quantized_torch import QuantizedStudent
 
     reason = untunable(model, sequences, config)
     if reason:

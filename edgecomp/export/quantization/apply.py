@@ -11,12 +11,12 @@ Modes:
 ``int8``
     weight-only 8-bit blocks (``MatMulNBits``, symmetric, 32 values a block) for every MatMul, the
     LM head included, and the embedding lookup as ``GatherBlockQuantized`` on the same blocks; the
-    head's input channels smoothed into the table (:mod:`edgecomp.export.smooth`).
+    head's input channels smoothed into the table (:mod:`edgecomp.export.quantization.smoothing`).
 ``int4``
     4-bit blocks (asymmetric, 32 a block) for the transformer's MatMuls (8-bit in decoder layers
     0, 1, 3 and the last, :data:`INT4`), the 4-bit codes chosen by GPTQ
-    (:mod:`edgecomp.export.gptq`) after AWQ-style input scales, then their scales tuned end to end
-    against the fp32 graph (:mod:`edgecomp.export.tune`); the tied embedding / LM head 8-bit in
+    (:mod:`edgecomp.export.quantization.gptq`) after AWQ-style input scales, then their scales tuned end to end
+    against the fp32 graph (:mod:`edgecomp.export.quantization.scale_tuning`); the tied embedding / LM head 8-bit in
     blocks of 128 (:data:`INT4`).
 
 A tied embedding / LM head (Gemma, the tiny test models) is stored ONCE: the head's
@@ -59,11 +59,11 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from ..errors import EdgecompError
-from .logits_to_keep import add_logits_to_keep_proto
-from .smooth import scale_norm_inputs, smooth_tied_head
+from ...errors import EdgecompError
+from ..logits_to_keep import add_logits_to_keep_proto
+from .smoothing import scale_norm_inputs, smooth_tied_head
 from .gptq import GPTQConfig, calibration_lines, collect_hessians, gptq_blocks, sequences_for
-from .tune import TuneConfig, tune_scales, untunable
+from .scale_tuning import TuneConfig, tune_scales, untunable
 
 MODES = ("none", "fp16", "int8", "int4")
 # Bumped whenever a mode's output changes (2: int8 became weight-only MatMulNBits, int4 got the
@@ -251,7 +251,7 @@ def pack_zero_points(zeros: np.ndarray) -> np.ndarray:
 
 def centered_codes(packed: np.ndarray, zero_points: np.ndarray | None, bits: int) -> np.ndarray:
     """MatMulNBits' packed blocks [N, k_blocks, blob] → ``code - zero`` [N, k_blocks, block] float32
-    (what the scales multiply; :mod:`edgecomp.export.student` trains those scales)."""
+    (what the scales multiply; :mod:`edgecomp.export.quantization.quantized_torch` trains those scales)."""
     n, k_blocks, _ = packed.shape
     if bits == 4:
         q = np.stack([packed & 0x0F, packed >> 4], axis=-1).reshape(n, k_blocks, -1)
@@ -683,7 +683,7 @@ def _tune(model, fp32_path: Path, config_dir: Path, sequences, config: TuneConfi
     reason = untunable(model, sequences, config)
     if reason is None:
         return tune_scales(model, fp32_path, config_dir, sequences, config, progress=progress)
-    from ..console import console
+    from ...console import console
 
     console.print(f"[yellow]warning:[/] 4-bit scales not tuned: {reason}")
     return f"skipped: {reason}"
@@ -691,7 +691,7 @@ def _tune(model, fp32_path: Path, config_dir: Path, sequences, config: TuneConfi
 
 def _calibrate(model, config: WeightOnlyConfig, inputs, tokenizer_dir: Path, src_dir: Path, files, map_ids, progress):
     """Hessians of ``inputs`` (activations) on the calibration text, and its token sequences."""
-    from ..runtime.session import KVShape
+    from ...runtime.session import KVShape
 
     sequences = sequences_for(tokenizer_dir, calibration_lines(files), config.gptq or SMOOTH_CALIBRATION)
     if map_ids is not None:

@@ -11,9 +11,9 @@ untouched.
 Why edgecomp needs it: the embedded default's weights are a Q4_K_M GGUF, mostly Q5_0 (5-bit)
 blocks (640 is not a multiple of the 256 K-quants need). Re-rounding them to a 4-bit grid cost
 +20% (en) to +81% (hi) held-out perplexity; GPTQ on 16k tokens of multilingual calibration text
-(``calibration.txt``), after AWQ-style input scales (:mod:`edgecomp.export.smooth`) and in
+(``calibration.txt``), after AWQ-style input scales (:mod:`edgecomp.export.quantization.smoothing`) and in
 act order, brings that to +7-13% in blocks of 32 and about +4-10% in blocks of 16; tuning the
-scales end to end afterwards (:mod:`edgecomp.export.tune`) takes off another few points
+scales end to end afterwards (:mod:`edgecomp.export.quantization.scale_tuning`) takes off another few points
 (benchmarks/QUANTIZATION.md).
 
 The Hessians are collected with ONNX Runtime on the fp32 graph itself (every MatMul's input made a
@@ -33,7 +33,7 @@ import numpy as np
 import onnx
 from onnx import helper
 
-from ..errors import EdgecompError
+from ...errors import EdgecompError
 
 CALIBRATION_TEXT = Path(__file__).with_name("calibration.txt")
 
@@ -44,7 +44,7 @@ class GPTQConfig:
     the mean diagonal) keeps the Hessian invertible; ``clip_search`` tries ranges shrunk by these
     factors for each block and keeps the one with the least error (1.0 = the block's full range);
     ``scale_inputs`` first moves norm outputs' channel scales into the weights
-    (:func:`edgecomp.export.smooth.scale_norm_inputs`); ``act_order`` quantizes the columns with
+    (:func:`edgecomp.export.quantization.smoothing.scale_norm_inputs`); ``act_order`` quantizes the columns with
     the largest inputs first (the blocks' scales and zero points fixed beforehand, so blocks stay
     contiguous for MatMulNBits): on the default base the worst language went +16% → +13%."""
 
@@ -52,7 +52,7 @@ class GPTQConfig:
     tokens: int = 16384
     damp: float = 0.01
     clip_search: tuple[float, ...] = (1.0, 0.95, 0.9, 0.85, 0.8)
-    scale_inputs: bool = True  # AWQ-style input-channel scales first (edgecomp.export.smooth)
+    scale_inputs: bool = True  # AWQ-style input-channel scales first (edgecomp.export.quantization.smoothing)
     act_order: bool = True  # columns by decreasing Hessian diagonal, block parameters fixed first
 
     def describe(self) -> dict:
@@ -91,9 +91,9 @@ def collect_hessians(
     ``inputs`` (MatMul inputs of ``model``, an fp32 decoder-with-past graph; not modified)."""
     import onnxruntime as ort
 
-    from ..runtime.adapter import zero_feeds
-    from ..runtime.session import session_options
-    from .logits_to_keep import add_logits_to_keep_proto
+    from ...runtime.adapter import zero_feeds
+    from ...runtime.session import session_options
+    from ..logits_to_keep import add_logits_to_keep_proto
 
     probe = onnx.ModelProto()
     probe.CopyFrom(model)
@@ -227,7 +227,7 @@ def gptq_blocks(
 
 def calibration_lines(paths: Sequence[str | Path] | None = None) -> list[str]:
     """Lines of the calibration files (default: the shipped multilingual ``calibration.txt``)."""
-    from ..data.readers import read_lines
+    from ...data.readers import read_lines
 
     lines: list[str] = []
     for path in paths or [CALIBRATION_TEXT]:
@@ -239,6 +239,6 @@ def calibration_lines(paths: Sequence[str | Path] | None = None) -> list[str]:
 
 def sequences_for(export_dir: Path, lines: Sequence[str], config: GPTQConfig) -> list[list[int]]:
     """Calibration sequences tokenized with the export's own tokenizer and BOS."""
-    from ..data.tokenizer import bos_id, encoder, load_tokenizer
+    from ...data.tokenizer import bos_id, encoder, load_tokenizer
 
     return calibration_sequences(encoder(load_tokenizer(export_dir)), lines, bos_id(export_dir), config)

@@ -45,7 +45,7 @@ def smooth_tied_head(model: onnx.ModelProto, mean_square: np.ndarray, alpha: flo
     rows anyway: the final norm's scale absorbs ``1/s`` (or a Mul does), and one Mul by ``1/s``
     after the embedding lookup gives the model its embeddings back. Returns what was done.
     """
-    from .quantize import find_embedding_and_head
+    from .apply import find_embedding_and_head
 
     found = find_embedding_and_head(model)
     if found is None or found.head is None or not found.tied:
@@ -85,7 +85,7 @@ def smooth_tied_head(model: onnx.ModelProto, mean_square: np.ndarray, alpha: flo
 
 def _output_error(rows: np.ndarray, hessian: np.ndarray, bits: int, block: int) -> float:
     """tr(ΔW H ΔWᵀ): the expected squared output error of rounding ``rows`` [N, K] to blocks."""
-    from .quantize import block_quantize, dequantize_blocks
+    from .apply import block_quantize, dequantize_blocks
 
     delta = dequantize_blocks(*block_quantize(rows, bits, block, symmetric=False), bits)[:, : rows.shape[1]] - rows
     return float(np.sum((delta @ hessian) * delta))
