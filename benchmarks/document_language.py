@@ -31,8 +31,10 @@ def main() -> None:
     from edgecomp.data.language import detect_language
 
     high = LanguageDetectorBuilder.from_all_languages().build()
-    systems = {"low accuracy (edgecomp)": detect_language,
-               "high accuracy": lambda t: high.detect_language_of(t).iso_code_639_1.name.lower()}
+    systems = {
+        "low accuracy (edgecomp)": detect_language,
+        "high accuracy": lambda t: high.detect_language_of(t).iso_code_639_1.name.lower(),
+    }
     docs = documents()
     print("| mode | documents | correct | misses | ms/document |")
     print("|---|---|---|---|---|")

@@ -35,8 +35,12 @@ RUNS = [
 
 def timed(args: list[str], env: dict) -> dict:
     start = time.perf_counter()
-    proc = subprocess.Popen(["edgecomp", "summarize", *args, "--max-new-tokens", "48"], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, env=env)
+    proc = subprocess.Popen(
+        ["edgecomp", "summarize", *args, "--max-new-tokens", "48"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
     first = None
     out = b""
     while True:
@@ -48,9 +52,13 @@ def timed(args: list[str], env: dict) -> dict:
         out += chunk
     err = proc.stderr.read().decode("utf-8", "replace")
     proc.wait()
-    return {"exit": proc.returncode, "first_token_s": round(first, 2) if first else None,
-            "total_s": round(time.perf_counter() - start, 2), "summary": out.decode("utf-8", "replace").strip(),
-            "said": [line for line in err.splitlines() if line.startswith(("language:", "built"))]}
+    return {
+        "exit": proc.returncode,
+        "first_token_s": round(first, 2) if first else None,
+        "total_s": round(time.perf_counter() - start, 2),
+        "summary": out.decode("utf-8", "replace").strip(),
+        "said": [line for line in err.splitlines() if line.startswith(("language:", "built"))],
+    }
 
 
 def main() -> None:
@@ -64,10 +72,18 @@ def main() -> None:
     for label, run in RUNS:
         row = {"run": label, **timed(run, env)}
         rows.append(row)
-        print(f"{label:32s} first token {row['first_token_s']} s, total {row['total_s']} s, exit {row['exit']}; "
-              f"{' | '.join(row['said'])}", flush=True)
-        args.out.write_text(json.dumps({"machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
-                                        "home": str(home), "runs": rows}, indent=2, ensure_ascii=False))
+        print(
+            f"{label:32s} first token {row['first_token_s']} s, total {row['total_s']} s, exit {row['exit']}; "
+            f"{' | '.join(row['said'])}",
+            flush=True,
+        )
+        args.out.write_text(
+            json.dumps(
+                {"machine": {"platform": platform.platform(), "cpus": os.cpu_count()}, "home": str(home), "runs": rows},
+                indent=2,
+                ensure_ascii=False,
+            )
+        )
 
 
 if __name__ == "__main__":

@@ -28,14 +28,20 @@ def main(mono: Path) -> None:
     rng = random.Random(0)
     samples = {}
     for lang in LANGS:
-        lines = [x.strip() for x in (mono / f"{lang}.txt").read_text(encoding="utf-8").splitlines()
-                 if 4 <= len(x.split()) <= 25]
+        lines = [
+            x.strip()
+            for x in (mono / f"{lang}.txt").read_text(encoding="utf-8").splitlines()
+            if 4 <= len(x.split()) <= 25
+        ]
         rng.shuffle(lines)
         samples[lang] = lines[:150]
     DetectorFactory.seed = 0
     lingua_all = LanguageDetectorBuilder.from_all_languages().with_preloaded_language_models().build()
-    lingua_ours = LanguageDetectorBuilder.from_iso_codes_639_1(
-        *(getattr(IsoCode639_1, c.upper()) for c in CANDIDATES)).with_preloaded_language_models().build()
+    lingua_ours = (
+        LanguageDetectorBuilder.from_iso_codes_639_1(*(getattr(IsoCode639_1, c.upper()) for c in CANDIDATES))
+        .with_preloaded_language_models()
+        .build()
+    )
     identifier = langid.langid.LanguageIdentifier.from_modelstring(langid.langid.model, norm_probs=False)
     restricted = langid.langid.LanguageIdentifier.from_modelstring(langid.langid.model, norm_probs=False)
     restricted.set_languages(list(CANDIDATES))
@@ -44,6 +50,7 @@ def main(mono: Path) -> None:
         def guess(text):
             found = detector.detect_language_of(text)
             return found.iso_code_639_1.name.lower() if found else "??"
+
         return guess
 
     def langdetect_guess(text):
@@ -71,10 +78,12 @@ def main(mono: Path) -> None:
                     confusions[(lang, p)] = confusions.get((lang, p), 0) + 1
         n = sum(len(v) for v in samples.values())
         worst = max(confusions, key=confusions.get) if confusions else None
-        print(f"| {name} | {100 * sum(acc.values()) / len(acc):.1f} | "
-              + " | ".join(f"{100 * acc[x]:.1f}" for x in LANGS)
-              + f" | {f'{worst[0]}→{worst[1]} ({confusions[worst]})' if worst else '-'} | "
-              f"{1000 * (time.perf_counter() - start) / n:.1f} |")
+        print(
+            f"| {name} | {100 * sum(acc.values()) / len(acc):.1f} | "
+            + " | ".join(f"{100 * acc[x]:.1f}" for x in LANGS)
+            + f" | {f'{worst[0]}→{worst[1]} ({confusions[worst]})' if worst else '-'} | "
+            f"{1000 * (time.perf_counter() - start) / n:.1f} |"
+        )
 
 
 if __name__ == "__main__":

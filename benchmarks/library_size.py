@@ -26,8 +26,14 @@ PACKS = {  # name: (rank, modules, dtype), or one per kind {"task": ..., "langua
     "r4, all, fp16": (4, "all", "float16"),
     "task r4 + language r1, all, fp16": {"task": (4, "all", "float16"), "language": (1, "all", "float16")},
 }
-ADAPTERS = {"task": "variants/neutral/task-en", "en": "library/lang-en", "vi": "library/lang-vi",
-            "sw": "library/lang-sw", "fr": "library/lang-fr", "ur": "library/task-ur"}
+ADAPTERS = {
+    "task": "variants/neutral/task-en",
+    "en": "library/lang-en",
+    "vi": "library/lang-vi",
+    "sw": "library/lang-sw",
+    "fr": "library/lang-fr",
+    "ur": "library/task-ur",
+}
 SETS = [("xlsum", "vi"), ("masakhanews", "sw"), ("ntrex_headline", "fr"), ("ntrex_headline", "hi")]
 LIBRARY_ADAPTERS = {"task": 2, "language": 8}  # task-en, task-ur and eight language adapters
 KIND = {"task": "task", "ur": "task"}  # the rest are language adapters
@@ -81,16 +87,35 @@ def main() -> None:
                     continue
                 t0 = time.perf_counter()
                 export = cached_export(resolve_spec(_spec(paths, lang, method), Path.cwd()), quantize="int8")
-                scores = evaluate(EvalOptions(model=export, data=args.data / set_name / f"{lang}.jsonl", lang=lang,
-                                              limit=args.limit, max_new_tokens=40, article_tokens=384,
-                                              out=args.out / "evals" / key.replace(", ", "-"), force=True))
-                results[key] = {"set": set_name, "lang": lang, "pack": pack_name, "method": method,
-                                "adapter_bytes": sizes, "library_mb": library_mb,
-                                "metrics": scores["metrics"], "out": scores["out"],
-                                "seconds": round(time.perf_counter() - t0, 1)}
+                scores = evaluate(
+                    EvalOptions(
+                        model=export,
+                        data=args.data / set_name / f"{lang}.jsonl",
+                        lang=lang,
+                        limit=args.limit,
+                        max_new_tokens=40,
+                        article_tokens=384,
+                        out=args.out / "evals" / key.replace(", ", "-"),
+                        force=True,
+                    )
+                )
+                results[key] = {
+                    "set": set_name,
+                    "lang": lang,
+                    "pack": pack_name,
+                    "method": method,
+                    "adapter_bytes": sizes,
+                    "library_mb": library_mb,
+                    "metrics": scores["metrics"],
+                    "out": scores["out"],
+                    "seconds": round(time.perf_counter() - t0, 1),
+                }
                 write_json(results_path, results)
-    rows = ["| set | lang | packing | method | library MB | ROUGE-L [95% CI] | target lang | Δ ROUGE-L vs trained (delta) [95% CI] |",
-            "|---|---|---|---|---|---|---|---|"]
+    rows = [
+        "| set | lang | packing | method | library MB | ROUGE-L [95% CI] | target lang "
+        "| Δ ROUGE-L vs trained (delta) [95% CI] |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for r in sorted(results.values(), key=lambda r: (r["set"], r["lang"], list(PACKS).index(r["pack"]), r["method"])):
         ref = results.get(f"{r['set']}/{r['lang']}/{next(iter(PACKS))}/delta")
         rl, tl = r["metrics"]["rougeL"], r["metrics"]["target_lang"]
@@ -98,8 +123,10 @@ def main() -> None:
         if ref and ref is not r:
             d = compare(load_scores(Path(ref["out"])), load_scores(Path(r["out"])))["metrics"]["rougeL"]["difference"]
             delta = f"{d['mean']:+.1f} [{d['low']:+.1f}, {d['high']:+.1f}]"
-        rows.append(f"| {r['set']} | {r['lang']} | {r['pack']} | {r['method']} | {r['library_mb']:.1f} | "
-                    f"{rl['mean']:.1f} [{rl['low']:.1f}, {rl['high']:.1f}] | {tl['mean']:.0f}% | {delta} |")
+        rows.append(
+            f"| {r['set']} | {r['lang']} | {r['pack']} | {r['method']} | {r['library_mb']:.1f} | "
+            f"{rl['mean']:.1f} [{rl['low']:.1f}, {rl['high']:.1f}] | {tl['mean']:.0f}% | {delta} |"
+        )
     (args.out / "table.md").write_text("\n".join(rows) + "\n")
     print("\n".join(rows))
 

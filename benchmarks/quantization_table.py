@@ -30,16 +30,23 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from edgecomp.eval.perplexity import Scores, heldout_lines, score_onnx, score_torch, token_sequences  # noqa: E402
-from edgecomp.export.quantization.apply import WeightOnlyConfig, quantize_model  # noqa: E402
+from edgecomp.export.quantization.apply import quantize_model  # noqa: E402
+from edgecomp.export.quantization.weight_only import WeightOnlyConfig  # noqa: E402
 
 MONO = Path(os.environ.get("EDGECOMP_MONO", "/work/shared/data/mono"))
 LANGS = ("en", "sw", "hi", "vi")
-TOKENIZER_FILES = ("config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
-                   "special_tokens_map.json")
+TOKENIZER_FILES = (
+    "config.json",
+    "generation_config.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+)
 
 import dataclasses  # noqa: E402
 
-from edgecomp.export.quantization.apply import INT4, INT8  # noqa: E402
+from edgecomp.export.quantization.schemes.int4 import INT4  # noqa: E402
+from edgecomp.export.quantization.schemes.int8 import INT8  # noqa: E402
 
 # name → (mode, weight-only configuration or None for the mode's own); "dynamic" (onnxruntime's
 # quantize_dynamic, MatMulInteger with per-tensor activation scales) can be added for comparison.
@@ -51,17 +58,21 @@ VARIANTS: dict[str, tuple[str, WeightOnlyConfig | None]] = {
     "fp16": ("fp16", None),
     "int8: q8 b32, smoothed q8 head+embedding": ("int8", None),
     "int8 without head smoothing": ("int8", dataclasses.replace(INT8, smooth_head=False)),
-    "int4 (default): GPTQ b32 + input scales, scales tuned end to end; layers 0, 1, 3, 17 in q8; smoothed q8 head b128": (
-        "int4", None),
+    "int4 (default): GPTQ b32 + input scales, scales tuned end to end; layers 0, 1, 3, 17 in q8; "
+    "smoothed q8 head b128": ("int4", None),
     "int4 tuned, layers 0, 1, 17 in q8": ("int4", dataclasses.replace(INT4, eight_bit_layers=(0, 1, -1))),
     "int4 all layers 4-bit: GPTQ b32 + input scales, scales tuned (the previous default)": ("int4", TUNED),
     "int4 --block-size 16: GPTQ b16, scales tuned": ("int4", dataclasses.replace(TUNED, block_size=16)),
     "int4 GPTQ b16, scales not tuned": ("int4", dataclasses.replace(B32, block_size=16)),
     "int4 GPTQ b32, not tuned": ("int4", B32),
     "int4 round-to-nearest b32, q8 head b32 (no calibration)": (
-        "int4", WeightOnlyConfig(bits=4, head_bits=8, smooth_head=False)),
+        "int4",
+        WeightOnlyConfig(bits=4, head_bits=8, smooth_head=False),
+    ),
     "int4 GPTQ b32 without input scales": (
-        "int4", dataclasses.replace(B32, gptq=dataclasses.replace(B32.gptq, scale_inputs=False))),
+        "int4",
+        dataclasses.replace(B32, gptq=dataclasses.replace(B32.gptq, scale_inputs=False)),
+    ),
     "int4 GPTQ b32, head b64": ("int4", dataclasses.replace(B32, head_block_size=64)),
     "int4 GPTQ b32 + q8 gate/up": ("int4", dataclasses.replace(B32, eight_bit=("mlp/gate_up_proj",))),
 }
@@ -103,8 +114,13 @@ def build(raw: Path, out: Path, mode: str, config: WeightOnlyConfig | None) -> d
             from onnxruntime.quantization import QuantType, quantize_dynamic
 
             tmp.mkdir(parents=True)
-            quantize_dynamic(raw / "model.onnx", tmp / "model.onnx", op_types_to_quantize=["MatMul"],
-                             weight_type=QuantType.QInt8, per_channel=True)
+            quantize_dynamic(
+                raw / "model.onnx",
+                tmp / "model.onnx",
+                op_types_to_quantize=["MatMul"],
+                weight_type=QuantType.QInt8,
+                per_channel=True,
+            )
             report = {"mode": "dynamic int8 (MatMulInteger)"}
         else:
             report = quantize_model(raw, tmp, mode, config)
@@ -119,7 +135,8 @@ def build(raw: Path, out: Path, mode: str, config: WeightOnlyConfig | None) -> d
 def build_trimmed(raw: Path, out: Path, lang: str, config: WeightOnlyConfig, skip: int, count: int) -> None:
     """int4 export trimmed to the vocabulary of ``lang``'s mono text minus the held-out lines."""
     from edgecomp.data.tokenizer import load_tokenizer
-    from edgecomp.export.trim import kept_ids, trim_onnx, write_id_map
+    from edgecomp.data.vocab_map import write_id_map
+    from edgecomp.export.trim import kept_ids, trim_onnx
 
     if (out / "model.onnx").is_file():
         return
@@ -160,7 +177,7 @@ def decode_speed(folder: Path, steps: int = 48, prompt: int = 64) -> float:
     model = OnnxCausalLM.load(folder)
     ids = list(range(1000, 1000 + prompt))
     if (folder / "vocab_map.json").is_file():
-        from edgecomp.export.trim import load_id_map
+        from edgecomp.data.vocab_map import load_id_map
 
         ids = load_id_map(folder, model.tokenizer).to_trimmed_ids(ids)
     best = 0.0
@@ -180,7 +197,9 @@ def main() -> None:
     parser.add_argument("--lines", type=int, default=100, help="held-out lines per language")
     parser.add_argument("--skip", type=int, default=400, help="lines at the top of each mono file not scored")
     parser.add_argument("--langs", default=",".join(LANGS))
-    parser.add_argument("--only", default=None, help="'|'-separated substrings: build and score only these variants (fp32 always)")
+    parser.add_argument(
+        "--only", default=None, help="'|'-separated substrings: build and score only these variants (fp32 always)"
+    )
     parser.add_argument("--torch", action="store_true", help="also score the PyTorch checkpoint")
     parser.add_argument("--trim", action="store_true", help="add vocabulary-trimmed int4 exports per language")
     parser.add_argument("--speed", action="store_true", help="measure decode tokens/s")
@@ -209,16 +228,22 @@ def main() -> None:
         for lang in lang_list:
             start = time.perf_counter()
             out[lang] = cached_scores(
-                work / "scores" / f"{slug(name)}-{lang}-{tag}.npz", lambda: score_onnx(folder, sequences[lang])
+                work / "scores" / f"{slug(name)}-{lang}-{tag}.npz",
+                lambda lang=lang: score_onnx(folder, sequences[lang]),
             )
-            print(f"  {name} {lang}: ppl {out[lang].perplexity:.3f} ({time.perf_counter() - start:.0f} s)",
-                  file=sys.stderr, flush=True)
+            print(
+                f"  {name} {lang}: ppl {out[lang].perplexity:.3f} ({time.perf_counter() - start:.0f} s)",
+                file=sys.stderr,
+                flush=True,
+            )
         return out
 
     if args.torch:
         torch_scores = {
-            lang: cached_scores(work / "scores" / f"pytorch-{lang}-{tag}.npz",
-                                lambda lang=lang: score_torch(checkpoint, sequences[lang]))
+            lang: cached_scores(
+                work / "scores" / f"pytorch-{lang}-{tag}.npz",
+                lambda lang=lang: score_torch(checkpoint, sequences[lang]),
+            )
             for lang in langs
         }
     for name, (mode, config) in variants.items():
@@ -233,8 +258,6 @@ def main() -> None:
             rows.append(row("pytorch fp32 (reference)", None, {}, torch_scores, fp32, False))
 
     if args.trim:
-        from edgecomp.export.quantization.apply import INT4
-
         for lang in langs:
             name = f"int4, vocabulary trimmed to {lang}"
             folder = work / slug(name)

@@ -18,16 +18,21 @@ import json
 import time
 from pathlib import Path
 
-SETS = {"vi": ("xlsum", "data/demo/article_vi.txt"), "sw": ("masakhanews", "data/demo/article_sw.txt"),
-        "fr": ("ntrex_headline", "data/demo/article_fr.txt"), "hi": ("ntrex_headline", "data/demo/article_hi.txt")}
+SETS = {
+    "vi": ("xlsum", "data/demo/article_vi.txt"),
+    "sw": ("masakhanews", "data/demo/article_sw.txt"),
+    "fr": ("ntrex_headline", "data/demo/article_fr.txt"),
+    "hi": ("ntrex_headline", "data/demo/article_hi.txt"),
+}
 
 
 def _speed(model, prompt: list[int], rounds: int = 3, new: int = 48) -> dict:
+    from edgecomp.runtime.decoding import Decoding
     from edgecomp.runtime.generate import generate
 
     best = None
     for _ in range(rounds):
-        out = generate(model.decoder, prompt, max_new_tokens=new, eos_ids=())
+        out = generate(model.decoder, prompt, Decoding(max_new_tokens=new))
         row = {"prefill_s": out.prefill_s, "decode_tokens_per_s": out.steps / out.decode_s}
         if best is None or row["decode_tokens_per_s"] > best["decode_tokens_per_s"]:
             best = row
@@ -69,20 +74,38 @@ def main() -> None:
         sequences = token_sequences(base, heldout_lines(args.shared / "mono" / f"{lang}.txt", skip=400, count=60))
         reference = score_onnx(exact, sequences)
         runtime_scores, merged_scores = score_onnx(base, sequences, factors=factors), score_onnx(merged, sequences)
-        row = {"set": set_name, "label": choice.label,
-               "perplexity": {"fp32 merged": perplexity(reference), "int8 run time": perplexity(runtime_scores),
-                              "int8 merged": perplexity(merged_scores)},
-               "agreement_with_fp32": {"int8 run time": agreement(runtime_scores, reference),
-                                       "int8 merged": agreement(merged_scores, reference)}}
+        row = {
+            "set": set_name,
+            "label": choice.label,
+            "perplexity": {
+                "fp32 merged": perplexity(reference),
+                "int8 run time": perplexity(runtime_scores),
+                "int8 merged": perplexity(merged_scores),
+            },
+            "agreement_with_fp32": {
+                "int8 run time": agreement(runtime_scores, reference),
+                "int8 merged": agreement(merged_scores, reference),
+            },
+        }
         evals = {}
         for mode, merge in (("run time", False), ("merged", True)):
-            evals[mode] = evaluate(EvalOptions(model=None, data=Path(f"data/zero-shot/eval/{set_name}/{lang}.jsonl"),
-                                               lang=lang, merge=merge, limit=args.limit, max_new_tokens=40,
-                                               article_tokens=384, force=True,
-                                               out=args.out / "evals" / lang / mode.replace(" ", "-")))
+            evals[mode] = evaluate(
+                EvalOptions(
+                    model=None,
+                    data=Path(f"data/zero-shot/eval/{set_name}/{lang}.jsonl"),
+                    lang=lang,
+                    merge=merge,
+                    limit=args.limit,
+                    max_new_tokens=40,
+                    article_tokens=384,
+                    force=True,
+                    out=args.out / "evals" / lang / mode.replace(" ", "-"),
+                )
+            )
         d = compare(load_scores(Path(evals["merged"]["out"])), load_scores(Path(evals["run time"]["out"])))
-        row["eval"] = {mode: {k: evals[mode]["metrics"][k]["mean"] for k in ("rougeL", "target_lang")}
-                       for mode in evals} | {"rougeL_difference": d["metrics"]["rougeL"]["difference"]}
+        row["eval"] = {
+            mode: {k: evals[mode]["metrics"][k]["mean"] for k in ("rougeL", "target_lang")} for mode in evals
+        } | {"rougeL_difference": d["metrics"]["rougeL"]["difference"]}
         shared_model.set_adapter(factors, choice.prompt(library.root))
         own = OnnxCausalLM.load(merged)
         p = _Prompter(own, 48)
@@ -91,24 +114,30 @@ def main() -> None:
         for _ in range(2):
             speeds["int8 run time"].append(_speed(shared_model, prompt))
             speeds["int8 merged"].append(_speed(own, prompt))
-        row["speed"] = {k: max(v, key=lambda r: r["decode_tokens_per_s"]) for k, v in speeds.items()} | {"prompt_tokens": len(prompt)}
+        row["speed"] = {k: max(v, key=lambda r: r["decode_tokens_per_s"]) for k, v in speeds.items()} | {
+            "prompt_tokens": len(prompt)
+        }
         t0 = time.perf_counter()
         shared_model.set_adapter(factors, choice.prompt(library.root))
         row["switch_s"] = time.perf_counter() - t0
         results[lang] = row
         write_json(path, results)
         print(lang, json.dumps(row, indent=1), flush=True)
-    lines = ["| lang | perplexity fp32 merged | int8 merged | int8 run time | agreement with fp32: merged / run time | "
-             "ROUGE-L merged | run time | Δ [95% CI] | decode tokens/s merged / run time | prefill s merged / run time |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| lang | perplexity fp32 merged | int8 merged | int8 run time | agreement with fp32: merged / run time | "
+        "ROUGE-L merged | run time | Δ [95% CI] | decode tokens/s merged / run time | prefill s merged / run time |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for lang, r in results.items():
         p, a, e, s = r["perplexity"], r["agreement_with_fp32"], r["eval"], r["speed"]
         d = e["rougeL_difference"]
-        lines.append(f"| {lang} | {p['fp32 merged']:.2f} | {p['int8 merged']:.2f} | {p['int8 run time']:.2f} | "
-                     f"{a['int8 merged']:.3f} / {a['int8 run time']:.3f} | {e['merged']['rougeL']:.1f} | "
-                     f"{e['run time']['rougeL']:.1f} | {d['mean']:+.1f} [{d['low']:+.1f}, {d['high']:+.1f}] | "
-                     f"{s['int8 merged']['decode_tokens_per_s']:.1f} / {s['int8 run time']['decode_tokens_per_s']:.1f} | "
-                     f"{s['int8 merged']['prefill_s']:.2f} / {s['int8 run time']['prefill_s']:.2f} |")
+        lines.append(
+            f"| {lang} | {p['fp32 merged']:.2f} | {p['int8 merged']:.2f} | {p['int8 run time']:.2f} | "
+            f"{a['int8 merged']:.3f} / {a['int8 run time']:.3f} | {e['merged']['rougeL']:.1f} | "
+            f"{e['run time']['rougeL']:.1f} | {d['mean']:+.1f} [{d['low']:+.1f}, {d['high']:+.1f}] | "
+            f"{s['int8 merged']['decode_tokens_per_s']:.1f} / {s['int8 run time']['decode_tokens_per_s']:.1f} | "
+            f"{s['int8 merged']['prefill_s']:.2f} / {s['int8 run time']['prefill_s']:.2f} |"
+        )
     (args.out / "table.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -35,8 +35,8 @@ def main() -> None:
     from edgecomp.data.tokenizer import encoder, load_tokenizer
     from edgecomp.models.load import load_causal_lm
     from edgecomp.models.resolve import resolve_base
-    from edgecomp.train.lora import lora_config
     from edgecomp.train.loop import collate
+    from edgecomp.train.lora import lora_config
     from edgecomp.train.loss import causal_lm_loss
 
     base = resolve_base(args.base)
@@ -63,8 +63,16 @@ def main() -> None:
             results[name].append(tokens / (time.perf_counter() - start))
             print(json.dumps({"round": r, "loss": name, "tokens_per_s": round(results[name][-1], 1)}), flush=True)
     best = {name: max(v) for name, v in results.items()}
-    print(json.dumps({"qlora": args.qlora, "seq_len": args.seq_len, "best_tokens_per_s": best,
-                      "ratio": round(best["label-positions"] / best["full"], 2)}))
+    print(
+        json.dumps(
+            {
+                "qlora": args.qlora,
+                "seq_len": args.seq_len,
+                "best_tokens_per_s": best,
+                "ratio": round(best["label-positions"] / best["full"], 2),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -16,7 +16,6 @@ import argparse
 import json
 import random
 import tempfile
-import time
 from pathlib import Path
 
 
@@ -35,8 +34,8 @@ def run(base: Path, qlora: bool, args) -> dict:
     from peft import get_peft_model, prepare_model_for_kbit_training
 
     from edgecomp.models.load import load_causal_lm
-    from edgecomp.train.lora import lora_config
     from edgecomp.train.loop import train_loop
+    from edgecomp.train.lora import lora_config
 
     device = args.device
     if device == "cuda":

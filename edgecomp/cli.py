@@ -15,8 +15,11 @@ from typing import List, Optional, Tuple
 import typer
 
 from .bench.cli import bench_app
+from .compose.methods import methods_help, parameter_help
+from .compose.spec import DEFAULT_METHOD
 from .data.prompts import DEFAULT_PROMPT
 from .errors import EdgecompError
+from .export.quantization.schemes import CALIBRATION, choices_help, option_help
 
 app = typer.Typer(
     help="Summarization for low-resource languages: train QLoRA adapters, compose them, "
@@ -51,10 +54,16 @@ def _call(fn, *args, **kwargs):
         _fail("interrupted; no result was written", 130)
 
 
-ALLOW_PICKLE = typer.Option(False, "--allow-pickle", help="Accept a base with only pickle .bin weights "
-                            "(loading pickle can run code: only for sources you trust).")
-TRUST_REMOTE_CODE = typer.Option(False, "--trust-remote-code", help="Run Python code shipped with the base "
-                                 "model (auto_map in config.json): only for sources you trust.")
+ALLOW_PICKLE = typer.Option(
+    False,
+    "--allow-pickle",
+    help="Accept a base with only pickle .bin weights (loading pickle can run code: only for sources you trust).",
+)
+TRUST_REMOTE_CODE = typer.Option(
+    False,
+    "--trust-remote-code",
+    help="Run Python code shipped with the base model (auto_map in config.json): only for sources you trust.",
+)
 BASE_HELP = "Base model: 'gemma-3-270m' (embedded default), a checkpoint folder, a .gguf file or a hub id."
 
 
@@ -65,7 +74,9 @@ def train(
     data: Path = typer.Option(..., help="language: UTF-8 text, one line a sentence; task: JSONL with text/summary."),
     out: Path = typer.Option(..., help="Output adapter folder (PEFT format + edgecomp.json)."),
     base: Optional[str] = typer.Option(None, help=BASE_HELP),
-    qlora: bool = typer.Option(False, "--qlora", help="Load the base in 4-bit NF4 (bitsandbytes, double quantization)."),
+    qlora: bool = typer.Option(
+        False, "--qlora", help="Load the base in 4-bit NF4 (bitsandbytes, double quantization)."
+    ),
     steps: Optional[int] = typer.Option(None, help="Optimizer steps (overrides --epochs)."),
     epochs: float = typer.Option(1.0, help="Passes over the data when --steps is not given."),
     rank: int = typer.Option(8, help="LoRA rank."),
@@ -74,15 +85,28 @@ def train(
     batch_size: int = typer.Option(4, help="Sequences per micro-batch."),
     grad_accum: int = typer.Option(1, help="Micro-batches per optimizer step."),
     seq_len: int = typer.Option(512, help="Tokens per sequence (language: packed block; task: article is cut to fit)."),
-    label_fraction: float = typer.Option(1.0, "--label-fraction", help="language: share of positions that "
-                                         "carry the loss, drawn at random (the LM head runs only there; same "
-                                         "expected loss, e.g. 0.25 trains ~2x faster on a CPU)."),
-    prompt: str = typer.Option(DEFAULT_PROMPT, help="task: the prompt after the article, 'english' (an English "
-                               "instruction) or 'neutral' (a separator, no words); exports and summarize use it."),
+    label_fraction: float = typer.Option(
+        1.0,
+        "--label-fraction",
+        help="language: share of positions that "
+        "carry the loss, drawn at random (the LM head runs only there, so "
+        "steps are faster; same expected loss).",
+    ),
+    prompt: str = typer.Option(
+        DEFAULT_PROMPT,
+        help="task: the prompt after the article, 'english' (an English "
+        "instruction) or 'neutral' (a separator, no words); exports and summarize use it.",
+    ),
     seed: int = typer.Option(0, help="Seed for LoRA init and data order."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
-    save_every: int = typer.Option(50, "--save-every", help="Write a resumable checkpoint to OUT.checkpoint/ every N optimizer steps (0: only on Ctrl-C)."),
-    resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run from OUT.checkpoint/ (same options and data)."),
+    save_every: int = typer.Option(
+        50,
+        "--save-every",
+        help="Write a resumable checkpoint to OUT.checkpoint/ every N optimizer steps (0: only on Ctrl-C).",
+    ),
+    resume: bool = typer.Option(
+        False, "--resume", help="Continue an interrupted run from OUT.checkpoint/ (same options and data)."
+    ),
     allow_pickle: bool = ALLOW_PICKLE,
     trust_remote_code: bool = TRUST_REMOTE_CODE,
     force: bool = typer.Option(False, "--force", help="Replace an existing output folder (and start over)."),
@@ -91,22 +115,45 @@ def train(
     from .train.adapter import TrainOptions, train_adapter
 
     options = TrainOptions(
-        kind=kind, lang=lang, data=data, out=out, base=base, qlora=qlora, steps=steps, epochs=epochs,
-        rank=rank, alpha=alpha, lr=lr, batch_size=batch_size, grad_accum=grad_accum, seq_len=seq_len,
-        label_fraction=label_fraction, prompt=prompt, seed=seed, device=device, save_every=save_every, resume=resume, allow_pickle=allow_pickle,
-        trust_remote_code=trust_remote_code, force=force,
+        kind=kind,
+        lang=lang,
+        data=data,
+        out=out,
+        base=base,
+        qlora=qlora,
+        steps=steps,
+        epochs=epochs,
+        rank=rank,
+        alpha=alpha,
+        lr=lr,
+        batch_size=batch_size,
+        grad_accum=grad_accum,
+        seq_len=seq_len,
+        label_fraction=label_fraction,
+        prompt=prompt,
+        seed=seed,
+        device=device,
+        save_every=save_every,
+        resume=resume,
+        allow_pickle=allow_pickle,
+        trust_remote_code=trust_remote_code,
+        force=force,
     )
     meta = _call(train_adapter, options)
     typer.echo(f"wrote {out} (final loss {meta['final_loss']:.4f}, {meta['tokens_per_s']:.0f} tokens/s)")
 
 
 # Composition flags shared by `compose` and `merge-export` (and the keys of a YAML spec).
-ADAPTER = typer.Option([], "--adapter", help="PATH[:WEIGHT[:attention=W,mlp=W,layers=A-B]], repeatable, "
-                       "e.g. --adapter task-en:1 --adapter lang-sw:1 --adapter lang-en:-1.")
+ADAPTER = typer.Option(
+    [],
+    "--adapter",
+    help="PATH[:WEIGHT[:attention=W,mlp=W,layers=A-B]], repeatable, "
+    "e.g. --adapter task-en:1 --adapter lang-sw:1 --adapter lang-en:-1.",
+)
 SPEC = typer.Option(None, "--spec", help="A YAML composition spec (adapters or a scenario); flags override its keys.")
-METHOD = typer.Option(None, help="params (paper: sum of A's and of B's), delta (exact sum of ΔW), ties or dare.")
-DENSITY = typer.Option(None, help="ties/dare: fraction of each update kept (0-1].")
-SEED = typer.Option(None, help="dare: seed of the random drop.")
+METHOD = typer.Option(None, help=f"Composition method (default {DEFAULT_METHOD}). {methods_help()}.")
+DENSITY = typer.Option(None, help=f"{parameter_help('density')}.")
+SEED = typer.Option(None, help=f"{parameter_help('seed')}.")
 LIBRARY = typer.Option(None, help="Adapter library folder for a scenario (--target).")
 TARGET = typer.Option(None, help="Target language: task_src + λt·lang_target − λs·lang_src from --library.")
 SOURCE = typer.Option(None, help="Source language of the task adapter (default en).")
@@ -115,23 +162,56 @@ TOP_K = typer.Option(None, help="--related: use the k closest languages.")
 LANG_ADAPTERS = typer.Option(False, "--language-adapters", help="--related: add +λt·lang_target − λs·Σwⱼ·lang_j.")
 LAMBDA_T = typer.Option(None, "--lambda-t", help="Weight of the target-language adapter (default 1).")
 LAMBDA_S = typer.Option(None, "--lambda-s", help="Weight subtracted for the source-language adapter(s) (default 1).")
-EXPLAIN = typer.Option(False, "--explain", help="Print the chosen adapters, distances and weights.")
+EXPLAIN = typer.Option(
+    False,
+    "--explain",
+    help="Print the chosen adapters, distances and weights, and the method with its parameters, version and reference.",
+)
 # The adapter library `summarize` and `eval` choose from when no --model is given.
-LIBRARY_DIR = typer.Option(None, help="Without --model: an adapter library folder with a library.json (default: "
-                           "the one shipped with edgecomp).")
-MERGE = typer.Option(False, "--merge", help="Without --model: one export per composition with the adapters merged "
-                     "into the weights, instead of one base export for every language with the composition "
-                     "applied at run time.")
+LIBRARY_DIR = typer.Option(
+    None,
+    help="Without --model: an adapter library folder with a library.json (default: the one shipped with edgecomp).",
+)
+MERGE = typer.Option(
+    False,
+    "--merge",
+    help="Without --model: one export per composition with the adapters merged "
+    "into the weights, instead of one base export for every language with the composition "
+    "applied at run time.",
+)
 
 
-def _resolve(adapter, spec, method, density, seed, library, target, source, related, top_k, lang_adapters,
-             lambda_t, lambda_s, explain):
+def _resolve(
+    adapter,
+    spec,
+    method,
+    density,
+    seed,
+    library,
+    target,
+    source,
+    related,
+    top_k,
+    lang_adapters,
+    lambda_t,
+    lambda_s,
+    explain,
+):
     """A composition spec from a YAML file and/or flags, resolved to explicit terms."""
     from .compose.spec import load_spec_file, resolve_spec
 
     raw, root = load_spec_file(spec) if spec else ({}, Path.cwd())
-    flags = {"method": method, "density": density, "seed": seed, "library": library, "target": target,
-             "source": source, "top_k": top_k, "lambda_t": lambda_t, "lambda_s": lambda_s}
+    flags = {
+        "method": method,
+        "density": density,
+        "seed": seed,
+        "library": library,
+        "target": target,
+        "source": source,
+        "top_k": top_k,
+        "lambda_t": lambda_t,
+        "lambda_s": lambda_s,
+    }
     raw |= {k: (str(v) if isinstance(v, Path) else v) for k, v in flags.items() if v is not None}
     if adapter:
         raw["adapters"] = [str(Path.cwd() / a) if not Path(a).is_absolute() else a for a in adapter]
@@ -141,10 +221,10 @@ def _resolve(adapter, spec, method, density, seed, library, target, source, rela
         raw["scenario"] = "arithmetic"
     resolved = resolve_spec(raw, root)
     if explain:
-        from .compose.explain import explain_table
+        from .compose.explain import explanation
         from .console import console
 
-        console.print(explain_table(resolved))
+        console.print(explanation(resolved))
     return resolved, raw.get("target")
 
 
@@ -161,15 +241,28 @@ def _grid(text: str) -> list[float]:
 @app.command()
 def compose(
     out: Path = typer.Option(..., help="Output adapter folder (standard PEFT LoRA + edgecomp.json)."),
-    adapter: List[str] = ADAPTER, spec: Optional[Path] = SPEC, method: Optional[str] = METHOD,
-    density: Optional[float] = DENSITY, seed: Optional[int] = SEED, library: Optional[Path] = LIBRARY,
-    target: Optional[str] = TARGET, source: Optional[str] = SOURCE, related: bool = RELATED,
-    top_k: Optional[int] = TOP_K, language_adapters: bool = LANG_ADAPTERS, lambda_t: Optional[float] = LAMBDA_T,
-    lambda_s: Optional[float] = LAMBDA_S, explain: bool = EXPLAIN,
+    adapter: List[str] = ADAPTER,
+    spec: Optional[Path] = SPEC,
+    method: Optional[str] = METHOD,
+    density: Optional[float] = DENSITY,
+    seed: Optional[int] = SEED,
+    library: Optional[Path] = LIBRARY,
+    target: Optional[str] = TARGET,
+    source: Optional[str] = SOURCE,
+    related: bool = RELATED,
+    top_k: Optional[int] = TOP_K,
+    language_adapters: bool = LANG_ADAPTERS,
+    lambda_t: Optional[float] = LAMBDA_T,
+    lambda_s: Optional[float] = LAMBDA_S,
+    explain: bool = EXPLAIN,
     rank: Optional[int] = typer.Option(None, help="Write by truncated SVD to this rank (needed for ties/dare)."),
-    auto_lambda: Optional[Path] = typer.Option(None, "--auto-lambda", help="Choose λt = λs from this unlabeled "
-                                               "target-language text (one article a line): each λ of --lambda-grid "
-                                               "is exported and summarizes the articles; the best-scored λ is written."),
+    auto_lambda: Optional[Path] = typer.Option(
+        None,
+        "--auto-lambda",
+        help="Choose λt = λs from this unlabeled "
+        "target-language text (one article a line): each λ of --lambda-grid "
+        "is exported and summarizes the articles; the best-scored λ is written.",
+    ),
     lambda_grid: str = typer.Option("1,2,3", "--lambda-grid", help="--auto-lambda: the λ values to try."),
     quantize: str = typer.Option("int8", help="--auto-lambda: quantization of the candidate exports (cached)."),
     base: Optional[str] = typer.Option(None, help=f"--auto-lambda: {BASE_HELP}"),
@@ -186,8 +279,14 @@ def compose(
             lang = _resolve(*args, 1.0, 1.0, False)[1]
             if not lang:
                 raise EdgecompError("--auto-lambda needs a target-language composition (--library and --target)")
-            lam = pick_lambda(lambda x: _resolve(*args, x, x, False)[0], _grid(lambda_grid), auto_lambda, lang,
-                              quantize=quantize, base=base)
+            lam = pick_lambda(
+                lambda x: _resolve(*args, x, x, False)[0],
+                _grid(lambda_grid),
+                auto_lambda,
+                lang,
+                quantize=quantize,
+                base=base,
+            )
             typer.echo(f"λ from {auto_lambda}: {lam:g}")
             resolved, lang = _resolve(*args, lam, lam, explain)
         else:
@@ -196,38 +295,82 @@ def compose(
 
     meta = _call(run)
     report = meta["low_rank"]
-    detail = "exact" if report["exact"] else f"SVD rank {report['rank']}, max relative error {report['relative_error']['max']:.2e}"
-    typer.echo(f"wrote {out} ({len(meta['composition']['adapters'])} adapters, {meta['composition']['method']}, {detail})")
+    detail = (
+        "exact"
+        if report["exact"]
+        else f"SVD rank {report['rank']}, max relative error {report['relative_error']['max']:.2e}"
+    )
+    typer.echo(
+        f"wrote {out} ({len(meta['composition']['adapters'])} adapters, {meta['composition']['method']}, {detail})"
+    )
 
 
 @app.command("merge-export")
 def merge_export(
     out: Path = typer.Option(..., help="Output export folder."),
-    adapter: List[str] = ADAPTER, spec: Optional[Path] = SPEC, method: Optional[str] = METHOD,
-    density: Optional[float] = DENSITY, seed: Optional[int] = SEED, library: Optional[Path] = LIBRARY,
-    target: Optional[str] = TARGET, source: Optional[str] = SOURCE, related: bool = RELATED,
-    top_k: Optional[int] = TOP_K, language_adapters: bool = LANG_ADAPTERS, lambda_t: Optional[float] = LAMBDA_T,
-    lambda_s: Optional[float] = LAMBDA_S, explain: bool = EXPLAIN,
+    adapter: List[str] = ADAPTER,
+    spec: Optional[Path] = SPEC,
+    method: Optional[str] = METHOD,
+    density: Optional[float] = DENSITY,
+    seed: Optional[int] = SEED,
+    library: Optional[Path] = LIBRARY,
+    target: Optional[str] = TARGET,
+    source: Optional[str] = SOURCE,
+    related: bool = RELATED,
+    top_k: Optional[int] = TOP_K,
+    language_adapters: bool = LANG_ADAPTERS,
+    lambda_t: Optional[float] = LAMBDA_T,
+    lambda_s: Optional[float] = LAMBDA_S,
+    explain: bool = EXPLAIN,
     merge_base: str = typer.Option("original", help="'original' full-precision base or 'dequantized' NF4 weights."),
     base: Optional[str] = typer.Option(None, help=BASE_HELP + " Default: the adapters' base."),
-    quantize: str = typer.Option("none", help="none (fp32), fp16 (GPUs), int8 (8-bit weight blocks) or int4 "
-                                 "(4-bit blocks chosen by GPTQ on calibration text, 8-bit embedding; GGUF-sized)."),
-    graph: str = typer.Option("auto", help="ONNX graph: 'edgecomp' (compact, fast decode; Llama and Gemma3), "
-                              "'optimum' (any architecture optimum exports) or 'auto' (edgecomp where it can)."),
-    calibration: List[Path] = typer.Option([], "--calibration", help="int4: text files (.txt lines) GPTQ "
-                                           "calibrates on (default: multilingual FLORES lines shipped with edgecomp)."),
-    block_size: Optional[int] = typer.Option(None, "--block-size", help="int4: weights per 4-bit block (default "
-                                             "32; 16 is closer to fp32 but 6% larger and ~10% slower to decode)."),
-    tune_steps: Optional[int] = typer.Option(None, "--tune-steps", help="int4: Adam steps that tune the 4-bit "
-                                             "scales toward the fp32 model's predictions on the calibration text "
-                                             "(default 96, about 8 min on 2 CPU cores; 0: GPTQ alone)."),
-    eight_bit_layers: Optional[str] = typer.Option(None, "--eight-bit-layers", help="int4: decoder layers kept "
-                                                   "in 8 bits, e.g. 0,1,-1 (default 0,1,3,-1: the most "
-                                                   "sensitive ones, +10 MB on the default base) or 'none' (all 4-bit); ignored if more "
-                                                   "than a quarter of the layers (the manifest says which)."),
-    trim_vocab: List[Path] = typer.Option([], "--trim-vocab", help="Keep only the vocabulary these files use "
-                                          "(.txt lines, .jsonl text/summary) plus special, byte-fallback and prompt "
-                                          "tokens: smaller embedding/LM head, faster decoding."),
+    quantize: str = typer.Option("none", help=choices_help()),
+    graph: str = typer.Option(
+        "auto",
+        help="ONNX graph: 'edgecomp' (compact, fast decode; Llama, Gemma3, Qwen2/3), "
+        "'optimum' (any architecture optimum exports) or 'auto' (edgecomp where it can).",
+    ),
+    calibration: List[Path] = typer.Option(
+        [],
+        "--calibration",
+        help=option_help(
+            CALIBRATION,
+            "text files (.txt lines) to calibrate on (default: multilingual FLORES lines shipped with edgecomp).",
+        ),
+    ),
+    block_size: Optional[int] = typer.Option(
+        None,
+        "--block-size",
+        help=option_help(
+            "block_size",
+            "weights per 4-bit block (default 32; 16 is closer to fp32 but larger and slower to decode).",
+        ),
+    ),
+    tune_steps: Optional[int] = typer.Option(
+        None,
+        "--tune-steps",
+        help=option_help(
+            "tune_steps",
+            "Adam steps that tune the 4-bit scales toward the fp32 model's predictions on the calibration "
+            "text (default 96; 0: GPTQ alone).",
+        ),
+    ),
+    eight_bit_layers: Optional[str] = typer.Option(
+        None,
+        "--eight-bit-layers",
+        help=option_help(
+            "eight_bit_layers",
+            "decoder layers kept in 8 bits, e.g. 0,1,-1 (default 0,1,3,-1: the most sensitive ones) "
+            "or 'none' (all 4-bit); ignored if more than a quarter of the layers (the manifest says which).",
+        ),
+    ),
+    trim_vocab: List[Path] = typer.Option(
+        [],
+        "--trim-vocab",
+        help="Keep only the vocabulary these files use "
+        "(.txt lines, .jsonl text/summary) plus special, byte-fallback and prompt "
+        "tokens: smaller embedding/LM head, faster decoding.",
+    ),
     allow_pickle: bool = ALLOW_PICKLE,
     trust_remote_code: bool = TRUST_REMOTE_CODE,
     force: bool = typer.Option(False, "--force", help="Replace an existing output folder."),
@@ -236,12 +379,38 @@ def merge_export(
     from .export.merge_export import merge_export as run_export
 
     def run():
-        resolved, _ = _resolve(adapter, spec, method, density, seed, library, target, source, related, top_k,
-                               language_adapters, lambda_t, lambda_s, explain)
-        return run_export(resolved, out, base=base, merge_base=merge_base, quantize=quantize, force=force,
-                          allow_pickle=allow_pickle, trust_remote_code=trust_remote_code,
-                          trim_corpus=list(trim_vocab) or None, graph=graph, calibration=list(calibration) or None,
-                          block_size=block_size, tune_steps=tune_steps, eight_bit_layers=eight_bit_layers)
+        resolved, _ = _resolve(
+            adapter,
+            spec,
+            method,
+            density,
+            seed,
+            library,
+            target,
+            source,
+            related,
+            top_k,
+            language_adapters,
+            lambda_t,
+            lambda_s,
+            explain,
+        )
+        return run_export(
+            resolved,
+            out,
+            base=base,
+            merge_base=merge_base,
+            quantize=quantize,
+            force=force,
+            allow_pickle=allow_pickle,
+            trust_remote_code=trust_remote_code,
+            trim_corpus=list(trim_vocab) or None,
+            graph=graph,
+            calibration=list(calibration) or None,
+            block_size=block_size,
+            tune_steps=tune_steps,
+            eight_bit_layers=eight_bit_layers,
+        )
 
     _call(run)
     typer.echo(f"wrote {out}")
@@ -301,24 +470,42 @@ def _read_input(file: str) -> str:
 
 @app.command()
 def summarize(
-    files: Optional[List[str]] = typer.Argument(None, help="UTF-8 text files or folders (their .txt/.md files) "
-                                                "to summarize, or - for stdin."),
-    model: Optional[Path] = typer.Option(None, help="An export folder written by merge-export. Default: detect "
-                                         "each document's language and use the shipped adapter library's "
-                                         "composition for it (its export is built once into the cache)."),
-    lang: Optional[str] = typer.Option(None, "--lang", help="The documents' language (ISO 639-1), instead of detecting it."),
-    fallback: bool = typer.Option(False, "--fallback", help="A language without a shipped adapter: use the closest "
-                                  "shipped language's composition (URIEL) instead of stopping."),
+    files: Optional[List[str]] = typer.Argument(
+        None, help="UTF-8 text files or folders (their .txt/.md files) to summarize, or - for stdin."
+    ),
+    model: Optional[Path] = typer.Option(
+        None,
+        help="An export folder written by merge-export. Default: detect "
+        "each document's language and use the shipped adapter library's "
+        "composition for it (its export is built once into the cache).",
+    ),
+    lang: Optional[str] = typer.Option(
+        None, "--lang", help="The documents' language (ISO 639-1), instead of detecting it."
+    ),
+    fallback: bool = typer.Option(
+        False,
+        "--fallback",
+        help="A language without a shipped adapter: use the closest "
+        "shipped language's composition (URIEL) instead of stopping.",
+    ),
     library: Optional[Path] = LIBRARY_DIR,
-    quantize: str = typer.Option("int8", help="Without --model: weights of the library's export, int8 or none "
-                                 "(fp32), built once into the cache; int4 (smaller and faster to run, slower to "
-                                 "build) needs --merge."),
+    quantize: str = typer.Option(
+        "int8",
+        help="Without --model: weights of the library's export, int8 or none "
+        "(fp32), built once into the cache; int4 (smaller and faster to run, slower to "
+        "build) needs --merge.",
+    ),
     merge: bool = MERGE,
-    input_jsonl: Optional[Path] = typer.Option(None, "--input", help="JSON Lines documents (one object a line) "
-                                               "instead of files."),
-    output: Optional[Path] = typer.Option(None, "--output", help="Write one JSON line per document (id, language, "
-                                          "composition, summary, tokens); run again to resume: ids already there "
-                                          "are skipped."),
+    input_jsonl: Optional[Path] = typer.Option(
+        None, "--input", help="JSON Lines documents (one object a line) instead of files."
+    ),
+    output: Optional[Path] = typer.Option(
+        None,
+        "--output",
+        help="Write one JSON line per document (id, language, "
+        "composition, summary, tokens); run again to resume: ids already there "
+        "are skipped.",
+    ),
     text_field: str = typer.Option("text", "--text-field", help="--input: the field holding the text."),
     id_field: str = typer.Option("id", "--id-field", help="--input: the field holding the id (else the line number)."),
     batch_size: int = typer.Option(8, "--batch-size", help="Several documents: how many are summarized at once."),
@@ -330,9 +517,15 @@ def summarize(
     top_k: int = typer.Option(0, help="Sample among the k most likely tokens (0 = all)."),
     top_p: float = typer.Option(1.0, help="Nucleus sampling mass."),
     seed: int = typer.Option(0, help="Sampling seed."),
-    max_chunks: int = typer.Option(8, "--max-chunks", help="Longer documents: summarize at most this many chunks, then a final pass."),
-    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads (default: the physical cores available)."),
-    as_json: bool = typer.Option(False, "--json", help="One document: print summary and timings as JSON (no streaming)."),
+    max_chunks: int = typer.Option(
+        8, "--max-chunks", help="Longer documents: summarize at most this many chunks, then a final pass."
+    ),
+    threads: Optional[int] = typer.Option(
+        None, "--threads", help="CPU threads (default: the physical cores available)."
+    ),
+    as_json: bool = typer.Option(
+        False, "--json", help="One document: print summary and timings as JSON (no streaming)."
+    ),
 ):
     """Summarize documents with ONNX Runtime (no PyTorch once the export exists).
 
@@ -340,8 +533,15 @@ def summarize(
     summarized in batches, as JSON lines to --output (or stdout), with a progress bar. Without
     --model, one line on stderr says which language and composition each document got.
     """
-    decoding = dict(max_new_tokens=max_new_tokens, num_beams=num_beams, do_sample=sample, temperature=temperature,
-                    top_k=top_k, top_p=top_p, seed=seed, max_chunks=max_chunks)
+    decoding = dict(
+        max_new_tokens=max_new_tokens,
+        num_beams=num_beams,
+        do_sample=sample,
+        temperature=temperature,
+        top_k=top_k,
+        top_p=top_p,
+        seed=seed,
+    )
     files = files or []
     if input_jsonl is not None and files:
         _fail("give files or --input, not both", 2)
@@ -349,11 +549,33 @@ def summarize(
         _fail("nothing to summarize: give a file, a folder, - for stdin, or --input docs.jsonl", 2)
     single = input_jsonl is None and output is None and len(files) == 1 and not Path(files[0]).is_dir()
     if single:
-        _call(_summarize_one, files[0], model, (lang, fallback, library, quantize, merge), provider, threads, as_json,
-              decoding)
+        _call(
+            _summarize_one,
+            files[0],
+            model,
+            (lang, fallback, library, quantize, merge),
+            provider,
+            threads,
+            as_json,
+            decoding,
+            max_chunks,
+        )
     else:
-        _call(_summarize_batch, files, input_jsonl, output, text_field, id_field, model,
-              (lang, fallback, library, quantize, merge), provider, threads, batch_size, decoding)
+        _call(
+            _summarize_batch,
+            files,
+            input_jsonl,
+            output,
+            text_field,
+            id_field,
+            model,
+            (lang, fallback, library, quantize, merge),
+            provider,
+            threads,
+            batch_size,
+            decoding,
+            max_chunks,
+        )
 
 
 def _router(choosing, provider, threads):
@@ -368,21 +590,31 @@ def _router(choosing, provider, threads):
         iso639_3(lang)  # an unknown code fails here
     if quantize not in ("none", "int8") and not merge:
         raise EdgecompError(f"--quantize {quantize} needs --merge (the shared base export is none or int8)")
-    return LibraryRouter(Library.load(library), lang=lang, fallback=fallback, quantize=quantize, merge=merge,
-                         provider=provider, threads=threads)
+    return LibraryRouter(
+        Library.load(library),
+        lang=lang,
+        fallback=fallback,
+        quantize=quantize,
+        merge=merge,
+        provider=provider,
+        threads=threads,
+    )
 
 
 def _no_choice(choosing) -> None:
     lang, fallback, library, _, merge = choosing
     if lang is not None or fallback or library is not None or merge:
-        raise EdgecompError("--lang, --fallback, --library and --merge choose a composition; with --model there is "
-                            "nothing to choose")
+        raise EdgecompError(
+            "--lang, --fallback, --library and --merge choose a composition; with --model there is nothing to choose"
+        )
 
 
-def _summarize_one(file, model, choosing, provider, threads, as_json, decoding):
+def _summarize_one(file, model, choosing, provider, threads, as_json, decoding, max_chunks):
     from .console import console
+    from .runtime.decoding import Decoding
     from .runtime.summarize import summarize as run
 
+    decoding = Decoding(**decoding)
     text = _read_input(file)
     info, load_s = {}, None
     if model is None:
@@ -400,18 +632,40 @@ def _summarize_one(file, model, choosing, provider, threads, as_json, decoding):
         sys.stdout.write(piece)
         sys.stdout.flush()
 
-    result = run(model, text, provider=provider, on_token=None if as_json else stream, threads=threads, **decoding)
+    result = run(
+        model,
+        text,
+        decoding,
+        provider=provider,
+        on_token=None if as_json else stream,
+        threads=threads,
+        max_chunks=max_chunks,
+    )
     if load_s is not None:
         result["timings"]["load_s"] = load_s
     typer.echo(json.dumps({**info, **result}, ensure_ascii=False, indent=2) if as_json else "")
 
 
-def _summarize_batch(files, input_jsonl, output, text_field, id_field, model, choosing, provider, threads, batch_size,
-                     decoding):
+def _summarize_batch(
+    files,
+    input_jsonl,
+    output,
+    text_field,
+    id_field,
+    model,
+    choosing,
+    provider,
+    threads,
+    batch_size,
+    decoding,
+    max_chunks,
+):
     from .console import console
     from .data.documents import from_jsonl, from_paths
     from .runtime.batch import Route, done_ids, jsonl_writer, summarize_documents
+    from .runtime.decoding import Decoding
 
+    decoding = Decoding(**decoding)
     if "-" in files:
         raise EdgecompError("stdin (-) is for one document; give files, a folder or --input")
     sources = [input_jsonl] if input_jsonl is not None else [Path(f) for f in files]
@@ -431,11 +685,15 @@ def _summarize_batch(files, input_jsonl, output, text_field, id_field, model, ch
     if output is not None:
         write, skip = jsonl_writer(output), done_ids(output)
     else:
+
         def write(rows):
             for row in rows:
                 typer.echo(json.dumps(row, ensure_ascii=False))
+
         skip = set()
-    stats = summarize_documents(docs, route, load, write, skip=skip, batch_size=batch_size, **decoding)
+    stats = summarize_documents(
+        docs, route, load, write, decoding, skip=skip, batch_size=batch_size, max_chunks=max_chunks
+    )
     console.print(stats.line(), highlight=False, soft_wrap=True)
     if stats.skipped and not stats.summarized and not stats.already_done:
         raise EdgecompError(f"none of the {len(docs)} documents could be summarized")
@@ -450,42 +708,60 @@ def _scores_table(scores: dict):
     for name, m in scores["metrics"].items():
         table.add_row(name, f"{m['mean']:.2f}", f"{m['low']:.2f} – {m['high']:.2f}")
     t = scores["timing"]
-    table.caption = f"{t['seconds']:.0f} s, {t['seconds_per_document']:.2f} s/document, {t['new_tokens_per_s']:.0f} new tokens/s"
+    table.caption = (
+        f"{t['seconds']:.0f} s, {t['seconds_per_document']:.2f} s/document, {t['new_tokens_per_s']:.0f} new tokens/s"
+    )
     return table
 
 
 def _comparison_table(result: dict):
     from rich.table import Table
 
-    table = Table(title=f"B − A on {result['data']} ({result['lang']}, {result['documents']} documents), paired bootstrap")
+    table = Table(
+        title=f"B − A on {result['data']} ({result['lang']}, {result['documents']} documents), paired bootstrap"
+    )
     for column in ("metric", "A", "B", "B − A", "95% interval", "P(B ≤ A)"):
         table.add_column(column, justify="left" if column == "metric" else "right")
     for name, m in result["metrics"].items():
         d = m["difference"]
-        table.add_row(name, f"{m['a']:.2f}", f"{m['b']:.2f}", f"{d['mean']:+.2f}", f"{d['low']:+.2f} – {d['high']:+.2f}",
-                      f"{d['p_not_better']:.3f}")
+        table.add_row(
+            name,
+            f"{m['a']:.2f}",
+            f"{m['b']:.2f}",
+            f"{d['mean']:+.2f}",
+            f"{d['low']:+.2f} – {d['high']:+.2f}",
+            f"{d['p_not_better']:.3f}",
+        )
     table.caption = f"A = {result['a']}, B = {result['b']}"
     return table
 
 
 @app.command("eval")
 def evaluate(
-    model: Optional[Path] = typer.Option(None, help="An export folder written by merge-export (default: the adapter "
-                                         "library's composition for --lang, as `summarize` without --model uses)."),
+    model: Optional[Path] = typer.Option(
+        None,
+        help="An export folder written by merge-export (default: the adapter "
+        "library's composition for --lang, as `summarize` without --model uses).",
+    ),
     data: Optional[Path] = typer.Option(None, help="JSON Lines pairs with text and summary (and id)."),
-    lang: Optional[str] = typer.Option(None, help="Language of the references (ISO 639-1): ROUGE tokens and the "
-                                        "target-language rate use it."),
+    lang: Optional[str] = typer.Option(
+        None, help="Language of the references (ISO 639-1): ROUGE tokens and the target-language rate use it."
+    ),
     limit: Optional[int] = typer.Option(None, help="Only the first N documents."),
-    out: Optional[Path] = typer.Option(None, help="Folder for run.json, predictions.jsonl and scores.json "
-                                       "(default eval/MODEL-DATA). Run again to resume."),
+    out: Optional[Path] = typer.Option(
+        None,
+        help="Folder for run.json, predictions.jsonl and scores.json (default eval/MODEL-DATA). Run again to resume.",
+    ),
     batch_size: int = typer.Option(8, help="Documents summarized at once."),
     max_new_tokens: int = typer.Option(64, help="Longest summary, in tokens."),
     article_tokens: int = typer.Option(448, help="Read the first N tokens of each article (as task training does)."),
     provider: str = typer.Option("cpu", help="cpu or cuda (needs onnxruntime-gpu)."),
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads (default: the physical cores)."),
-    compare: Optional[Tuple[Path, Path]] = typer.Option(None, "--compare", help="A.json B.json: B against A on the "
-                                                        "same documents (paired bootstrap); no model is run."),
-    library: Optional[Path] = LIBRARY_DIR, merge: bool = MERGE,
+    compare: Optional[Tuple[Path, Path]] = typer.Option(
+        None, "--compare", help="A.json B.json: B against A on the same documents (paired bootstrap); no model is run."
+    ),
+    library: Optional[Path] = LIBRARY_DIR,
+    merge: bool = MERGE,
     as_json: bool = typer.Option(False, "--json", help="Print the scores as JSON."),
     force: bool = typer.Option(False, "--force", help="Start over in an --out that holds another evaluation."),
 ):
@@ -494,7 +770,8 @@ def evaluate(
     from rich.console import Console
 
     if compare:
-        from .eval.compare import compare as run_compare, load_scores
+        from .eval.compare import compare as run_compare
+        from .eval.compare import load_scores
 
         result = _call(lambda: run_compare(load_scores(compare[0]), load_scores(compare[1])))
         if as_json:
@@ -507,11 +784,24 @@ def evaluate(
         _fail(f"eval needs {', '.join(missing)} (or --compare A.json B.json)", 2)
     if model is not None and (library is not None or merge):
         _fail("--library and --merge choose a library composition; with --model there is nothing to choose", 2)
-    from .eval.run import EvalOptions, evaluate as run_eval
+    from .eval.run import EvalOptions
+    from .eval.run import evaluate as run_eval
 
-    options = EvalOptions(model=model, data=data, lang=lang, limit=limit, out=out, batch_size=batch_size,
-                          max_new_tokens=max_new_tokens, article_tokens=article_tokens, provider=provider,
-                          threads=threads, force=force, library=library, merge=merge)
+    options = EvalOptions(
+        model=model,
+        data=data,
+        lang=lang,
+        limit=limit,
+        out=out,
+        batch_size=batch_size,
+        max_new_tokens=max_new_tokens,
+        article_tokens=article_tokens,
+        provider=provider,
+        threads=threads,
+        force=force,
+        library=library,
+        merge=merge,
+    )
     scores = _call(run_eval, options)
     if as_json:
         typer.echo(json.dumps({k: v for k, v in scores.items() if k != "per_document"}, ensure_ascii=False, indent=2))
@@ -523,7 +813,9 @@ def evaluate(
 @app.command()
 def run(
     recipe: Path = typer.Argument(..., help="A YAML recipe, e.g. recipes/demo.yaml."),
-    root: Optional[Path] = typer.Option(None, help="Folder the recipe may read and write in (default: its own folder)."),
+    root: Optional[Path] = typer.Option(
+        None, help="Folder the recipe may read and write in (default: its own folder)."
+    ),
     resume: bool = typer.Option(False, "--resume", help="Continue interrupted training steps from their checkpoints."),
 ):
     """Run a recipe: a chain of train / compose / merge-export / summarize steps."""

@@ -25,11 +25,24 @@ def progress(description: str, total: int) -> Iterator[Callable[..., None]]:
     with the tokens/s of the tokens reported, when any are."""
     start, done, tokens, step = time.perf_counter(), [0], [0], max(1, total // 10)
     if console.is_terminal:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
 
-        with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                      TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TimeRemainingColumn(),
-                      console=console) as bar:
+        with Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[rate]}"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=console,
+        ) as bar:
             task = bar.add_task(description, total=total, rate="")
 
             def advance_bar(n: int, new_tokens: int = 0) -> None:
@@ -46,7 +59,9 @@ def progress(description: str, total: int) -> Iterator[Callable[..., None]]:
             elapsed = time.perf_counter() - start
             left = f", ~{elapsed / done[0] * (total - done[0]):.0f} s left" if 0 < done[0] < total else ""
             rate = _rate(tokens[0], elapsed)
-            console.print(f"{description}: {done[0]}/{total} ({elapsed:.0f} s{', ' + rate if rate else ''}{left})",
-                          highlight=False)
+            console.print(
+                f"{description}: {done[0]}/{total} ({elapsed:.0f} s{', ' + rate if rate else ''}{left})",
+                highlight=False,
+            )
 
     yield advance

@@ -1,4 +1,4 @@
-"""Atomic file-system writes and content hashes.
+"""Atomic file-system writes, content hashes and edgecomp's cache folder.
 
 Results (adapters, checkpoints, exports, caches) are built in a temporary sibling and renamed into
 place, so a crash or Ctrl-C never leaves a half-written folder that looks whole.
@@ -25,6 +25,13 @@ from typing import Iterator
 from .errors import EdgecompError
 
 _DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+def home() -> Path:
+    """``$EDGECOMP_HOME``, else the user's cache dir (``~/.cache/edgecomp`` on Linux)."""
+    from platformdirs import user_cache_dir
+
+    return Path(os.environ.get("EDGECOMP_HOME") or user_cache_dir("edgecomp"))
 
 
 def _disk_full(e: BaseException | None) -> bool:
@@ -74,7 +81,8 @@ def _alive(pid: int) -> bool:
 
 
 def remove_stale_siblings(path: Path) -> None:
-    """Remove ``.NAME.tmp-PID@HOST-…`` / ``.NAME.old-PID@HOST`` siblings of ``path`` left by dead writers on this host."""
+    """Remove ``.NAME.tmp-PID@HOST-…`` / ``.NAME.old-PID@HOST`` siblings of ``path`` left by dead writers on
+    this host."""
     pattern = re.compile(rf"\.{re.escape(path.name)}\.(?:tmp|old)-(\d+)@([0-9a-f]{{8}})(?:-.*)?")
     if not path.parent.is_dir():
         return
@@ -122,7 +130,9 @@ def atomic_dir(out: str | os.PathLike, force: bool = False) -> Iterator[Path]:
     except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
         if _disk_full(e):
-            raise EdgecompError(f"disk full while writing {out}; nothing was written (free some space and run again)") from e
+            raise EdgecompError(
+                f"disk full while writing {out}; nothing was written (free some space and run again)"
+            ) from e
         raise
 
 

@@ -10,8 +10,7 @@ import hashlib
 import json
 from pathlib import Path
 
-from .fsutil import sha256_file, write_json
-from .models.cache import home
+from .fsutil import home, sha256_file, write_json
 
 
 def remembered_sha256(path: Path) -> str:

@@ -7,7 +7,8 @@ recipe). A recipe is data someone may hand you: every path it names must stay in
 or inside a ``root`` given on the command line (``edgecomp run recipe.yaml --root .``).
 
 Options are the CLI's, with ``_`` or ``-`` in their names; ``compose`` and ``merge-export`` take
-the keys of a composition spec (``edgecomp.compose.spec``).
+the keys of a composition spec (``edgecomp.compose.spec``). A key a recipe or a step does not take
+is refused, naming the allowed ones.
 """
 
 from __future__ import annotations
@@ -16,14 +17,16 @@ import time
 from pathlib import Path
 
 from .console import console
-from .data.yamlfile import read_yaml_mapping
+from .data.yamlfile import check_keys, read_yaml_mapping
 from .errors import EdgecompError
 
 STEPS = ("train", "pack", "compose", "merge-export", "summarize", "eval", "experiment", "report")
+RECIPE_KEYS = {"base", "workdir", "force", "steps"}
 
 
 def _load(recipe: Path) -> dict:
     spec = read_yaml_mapping(recipe, "recipe")
+    check_keys(spec, RECIPE_KEYS, str(recipe))
     if not isinstance(spec.get("steps"), list) or not spec["steps"]:
         raise EdgecompError(f"{recipe}: a recipe is a mapping with a non-empty 'steps' list")
     for n, step in enumerate(spec["steps"], 1):
@@ -46,9 +49,24 @@ def _options(raw) -> dict:
     return {k.replace("-", "_"): v for k, v in raw.items()}
 
 
+def _check(o: dict, step: str, callee, *, own=(), passed=()) -> None:
+    """Refuse a key of ``o`` that the ``step`` does not take: the keyword names of ``callee`` (the
+    function or options dataclass the step calls), less ``passed`` (those the step sets itself),
+    plus ``own`` (those the step reads itself)."""
+    import inspect
+
+    takes = {
+        name
+        for name, p in inspect.signature(callee).parameters.items()
+        if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+    }
+    check_keys(o, (takes - set(passed)) | set(own), f"{step} step")
+
+
 def _train(o: dict, spec: dict, here: Path, work: Path, root: Path) -> str:
     from .train.adapter import TrainOptions, train_adapter
 
+    _check(o, "train", TrainOptions)
     o.setdefault("base", spec.get("base"))
     o.setdefault("force", spec.get("force", False))
     o["data"], o["out"] = _inside(here / o["data"], root, "data"), _inside(work / o["out"], root, "output")
@@ -69,6 +87,7 @@ def _train(o: dict, spec: dict, here: Path, work: Path, root: Path) -> str:
 def _pack(o: dict, spec: dict, here: Path, work: Path, root: Path) -> str:
     from .compose.pack import pack_adapter, pack_summary
 
+    _check(o, "pack", pack_adapter, own={"adapter"}, passed={"src"})
     src = _inside(work / o.pop("adapter"), root, "adapter")
     out = _inside(work / o.pop("out"), root, "output")
     o.setdefault("force", True)  # packing is cheap and deterministic: a rerun rewrites
@@ -79,20 +98,20 @@ def _pack(o: dict, spec: dict, here: Path, work: Path, root: Path) -> str:
     return f"{out}: {pack_summary(out, meta)}"
 
 
-SPEC_KEYS = {"adapters", "method", "density", "seed", "scenario", "library", "target", "source", "top_k",
-             "lambda_t", "lambda_s", "language_adapters"}
-
-
 def _split(o: dict, spec: dict, work: Path, root: Path):
     """A step's options → (resolved composition, remaining options); adapters live in the workdir."""
-    from .compose.spec import parse_term_arg, resolve_spec
+    from .compose.spec import parse_term_arg, resolve_spec, spec_keys
 
-    raw = {k: o.pop(k) for k in list(o) if k in SPEC_KEYS}
+    keys = spec_keys()
+    raw = {k: o.pop(k) for k in list(o) if k in keys}
     if "library" in raw:
         _inside(work / str(raw["library"]), root, "library")
     for item in raw.get("adapters") or []:
-        _inside(work / str(item.get("path") if isinstance(item, dict) else parse_term_arg(str(item))["path"]),
-                root, "adapter")
+        _inside(
+            work / str(item.get("path") if isinstance(item, dict) else parse_term_arg(str(item))["path"]),
+            root,
+            "adapter",
+        )
     resolved = resolve_spec(raw, work)
     out = _inside(work / o.pop("out"), root, "output")
     o.setdefault("force", spec.get("force", False))
@@ -100,11 +119,13 @@ def _split(o: dict, spec: dict, work: Path, root: Path):
 
 
 def _compose(o: dict, spec: dict, here: Path, work: Path, root: Path) -> str:
-    from .compose.explain import explain_table
+    from .compose.explain import explanation
+    from .compose.spec import spec_keys
     from .compose.to_adapter import compose_adapter
 
+    _check(o, "compose", compose_adapter, own=spec_keys(), passed={"resolved", "target"})
     resolved, out, target = _split(o, spec, work, root)
-    console.print(explain_table(resolved))
+    console.print(explanation(resolved))
     try:
         meta = compose_adapter(resolved, out, target=target, **o)
     except TypeError as e:
@@ -113,12 +134,14 @@ def _compose(o: dict, spec: dict, here: Path, work: Path, root: Path) -> str:
 
 
 def _merge_export(o: dict, spec: dict, here: Path, work: Path, root: Path) -> str:
-    from .compose.explain import explain_table
-    from .export.merge_export import merge_export
+    from .compose.explain import explanation
+    from .compose.spec import spec_keys
+    from .export.merge_export import cached_export, merge_export
 
+    _check(o, "merge-export", cached_export, own=spec_keys() | {"out", "force"}, passed={"resolved"})
     resolved, out, _ = _split(o, spec, work, root)
     if resolved.terms:
-        console.print(explain_table(resolved))
+        console.print(explanation(resolved))
     o.setdefault("base", spec.get("base"))
     try:
         merge_export(resolved, out, **o)
@@ -131,8 +154,17 @@ def _summarize(o: dict, spec: dict, here: Path, work: Path, root: Path) -> str:
     """One file, or several (``files``); with no ``model``, each with the library's composition for
     its detected language (or ``lang``), as ``edgecomp summarize`` without ``--model`` does."""
     from .data.readers import read_text
+    from .runtime.decoding import Decoding
     from .runtime.summarize import summarize
 
+    _check(
+        o,
+        "summarize",
+        summarize,
+        passed=("model_dir", "text", "decoding", "on_token"),
+        own=("file", "files", "model", "library", "lang", "quantize", *Decoding.names()),
+    )
+    decoding = Decoding(**{name: o.pop(name) for name in Decoding.names() if name in o})
     files = [o.pop("file")] if "file" in o else list(o.pop("files", []))
     if not files:
         raise EdgecompError("summarize step: give 'file' or 'files'")
@@ -144,8 +176,11 @@ def _summarize(o: dict, spec: dict, here: Path, work: Path, root: Path) -> str:
         from .library.summarize import LibraryRouter, describe
 
         library = o.pop("library", None)
-        router = LibraryRouter(Library.load(_inside(work / library, root, "library") if library else None),
-                               lang=o.pop("lang", None), quantize=o.pop("quantize", "int8"))
+        router = LibraryRouter(
+            Library.load(_inside(work / library, root, "library") if library else None),
+            lang=o.pop("lang", None),
+            quantize=o.pop("quantize", "int8"),
+        )
     for name in files:
         file = _inside(here / name, root, "input")
         text = read_text(file)
@@ -153,10 +188,12 @@ def _summarize(o: dict, spec: dict, here: Path, work: Path, root: Path) -> str:
             choice, lang, detected = router.choose(text)
             console.print(describe(choice, lang, detected), highlight=False, markup=False, soft_wrap=True)
             model = router.open(choice)
-        result = summarize(model, text, **o)
+        result = summarize(model, text, decoding, **o)
         t = result["timings"]
-        console.print(f"[dim]{result['prompt_tokens']} prompt tokens, {result['new_tokens']} new, "
-                      f"{t['tokens_per_s']:.1f} tokens/s[/]")
+        console.print(
+            f"[dim]{result['prompt_tokens']} prompt tokens, {result['new_tokens']} new, "
+            f"{t['tokens_per_s']:.1f} tokens/s[/]"
+        )
         print(f"{file.name}: {result['summary']}", flush=True)
     return f"{len(files)} {'summary' if len(files) == 1 else 'summaries'} printed"
 
@@ -164,6 +201,7 @@ def _summarize(o: dict, spec: dict, here: Path, work: Path, root: Path) -> str:
 def _eval(o: dict, spec: dict, here: Path, work: Path, root: Path) -> str:
     from .eval.run import EvalOptions, evaluate
 
+    _check(o, "eval", EvalOptions)
     o["data"] = _inside(here / o["data"], root, "data")
     o["model"] = _inside(work / o["model"], root, "model")
     if "out" in o:
@@ -174,8 +212,10 @@ def _eval(o: dict, spec: dict, here: Path, work: Path, root: Path) -> str:
         raise EdgecompError(f"eval step: {e}") from None
     scores = evaluate(options)
     m = scores["metrics"]
-    return (f"{scores['out']}: ROUGE-L {m['rougeL']['mean']:.2f} [{m['rougeL']['low']:.2f}, {m['rougeL']['high']:.2f}], "
-            f"{m['target_lang']['mean']:.0f}% in {options.lang}")
+    return (
+        f"{scores['out']}: ROUGE-L {m['rougeL']['mean']:.2f} [{m['rougeL']['low']:.2f}, {m['rougeL']['high']:.2f}], "
+        f"{m['target_lang']['mean']:.0f}% in {options.lang}"
+    )
 
 
 def _experiment(o: dict, spec: dict, here: Path, work: Path, root: Path) -> str:
@@ -196,6 +236,7 @@ def _experiment(o: dict, spec: dict, here: Path, work: Path, root: Path) -> str:
 def _report(o: dict, spec: dict, here: Path, work: Path, root: Path) -> str:
     from .eval.report import write_report
 
+    _check(o, "report", write_report, passed={"work"})
     results = _inside(work / o.pop("experiment", "experiment"), root, "experiment")
     out = _inside(here / o.pop("out"), root, "output")
     notes = o.pop("notes", None)
@@ -206,8 +247,16 @@ def _report(o: dict, spec: dict, here: Path, work: Path, root: Path) -> str:
     return str(out)
 
 
-_RUN = {"train": _train, "pack": _pack, "compose": _compose, "merge-export": _merge_export, "summarize": _summarize,
-        "eval": _eval, "experiment": _experiment, "report": _report}
+_RUN = {
+    "train": _train,
+    "pack": _pack,
+    "compose": _compose,
+    "merge-export": _merge_export,
+    "summarize": _summarize,
+    "eval": _eval,
+    "experiment": _experiment,
+    "report": _report,
+}
 
 
 def run_recipe(recipe: Path, root: Path | None = None, resume: bool = False) -> None:
@@ -219,8 +268,10 @@ def run_recipe(recipe: Path, root: Path | None = None, resume: bool = False) -> 
     work = _inside(here / spec.get("workdir", "runs"), root, "workdir")
     total = time.perf_counter()
     for n, step in enumerate(spec["steps"], 1):
-        (name, raw), = step.items()
-        console.rule(f"[bold]step {n}/{len(spec['steps'])}: {name}[/] {raw.get('note', '') if isinstance(raw, dict) else ''}")
+        ((name, raw),) = step.items()
+        console.rule(
+            f"[bold]step {n}/{len(spec['steps'])}: {name}[/] {raw.get('note', '') if isinstance(raw, dict) else ''}"
+        )
         start = time.perf_counter()
         options = _options(raw)
         options.pop("note", None)

@@ -8,8 +8,15 @@ from pathlib import Path
 import torch
 
 
-def make_adapter(base_dir: Path, out: Path, seed: int, rank: int = 4, alpha: float = 8.0,
-                 targets=("q_proj", "v_proj", "down_proj"), meta: dict | None = None) -> Path:
+def make_adapter(
+    base_dir: Path,
+    out: Path,
+    seed: int,
+    rank: int = 4,
+    alpha: float = 8.0,
+    targets=("q_proj", "v_proj", "down_proj"),
+    meta: dict | None = None,
+) -> Path:
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 

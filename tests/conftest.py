@@ -67,8 +67,7 @@ def mono_file(tmp_path_factory) -> Path:
 def pairs_file(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("data") / "pairs.jsonl"
     rows = [
-        {"text": " ".join(CORPUS[i : i + 3]), "summary": CORPUS[i].split(" and ")[0]}
-        for i in range(len(CORPUS) - 2)
+        {"text": " ".join(CORPUS[i : i + 3]), "summary": CORPUS[i].split(" and ")[0]} for i in range(len(CORPUS) - 2)
     ]
     path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
     return path

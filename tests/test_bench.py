@@ -97,8 +97,20 @@ def _cli():
 
 def test_cli_decode_json_and_errors(export_dir, tmp_path):
     runner = CliRunner()
-    args = ["bench", "decode", "--model", str(export_dir), "--prompt-tokens", "12", "--new-tokens", "4",
-            "--repeats", "1", "--warmup", "0"]
+    args = [
+        "bench",
+        "decode",
+        "--model",
+        str(export_dir),
+        "--prompt-tokens",
+        "12",
+        "--new-tokens",
+        "4",
+        "--repeats",
+        "1",
+        "--warmup",
+        "0",
+    ]
     done = runner.invoke(_cli(), [*args, "--json"])
     assert done.exit_code == 0, done.output
     result = json.loads(done.stdout)

@@ -23,11 +23,35 @@ def pipeline(tiny_llama_dir, mono_file, pairs_file, tmp_path_factory):
     root = tmp_path_factory.mktemp("cli")
     base = ["--base", tiny_llama_dir]
     for kind, lang, data in (("task", "en", pairs_file), ("language", "sw", mono_file), ("language", "en", mono_file)):
-        result = cli("train", "--qlora", "--kind", kind, "--lang", lang, "--data", data,
-                     "--out", root / f"{kind}-{lang}", *base, *TRAIN)
+        result = cli(
+            "train",
+            "--qlora",
+            "--kind",
+            kind,
+            "--lang",
+            lang,
+            "--data",
+            data,
+            "--out",
+            root / f"{kind}-{lang}",
+            *base,
+            *TRAIN,
+        )
         assert result.exit_code == 0, result.output
-    result = cli("merge-export", "--adapter", f"{root / 'task-en'}:1", "--adapter", f"{root / 'language-sw'}:1",
-                 "--adapter", f"{root / 'language-en'}:-1", "--quantize", "int4", "--out", root / "export", *base)
+    result = cli(
+        "merge-export",
+        "--adapter",
+        f"{root / 'task-en'}:1",
+        "--adapter",
+        f"{root / 'language-sw'}:1",
+        "--adapter",
+        f"{root / 'language-en'}:-1",
+        "--quantize",
+        "int4",
+        "--out",
+        root / "export",
+        *base,
+    )
     assert result.exit_code == 0, result.output
     return root
 
@@ -35,7 +59,11 @@ def pipeline(tiny_llama_dir, mono_file, pairs_file, tmp_path_factory):
 def test_merge_export_records_the_composition(pipeline):
     manifest = json.loads((pipeline / "export" / "edgecomp-export.json").read_text())
     adapters = manifest["composition"]["adapters"]
-    assert [(a["kind"], a["lang"], a["weight"]) for a in adapters] == [("task", "en", 1.0), ("language", "sw", 1.0), ("language", "en", -1.0)]
+    assert [(a["kind"], a["lang"], a["weight"]) for a in adapters] == [
+        ("task", "en", 1.0),
+        ("language", "sw", 1.0),
+        ("language", "en", -1.0),
+    ]
     assert manifest["composition"]["method"] == "params" and manifest["quantize"] == "int4"
     assert manifest["verify"]["fp32"]["max_abs_diff"] <= manifest["verify"]["fp32"]["tolerance"]
 
@@ -47,8 +75,16 @@ def test_summarize_file_and_stdin(pipeline, tmp_path):
     assert from_file.exit_code == 0, from_file.output
     result = json.loads(from_file.stdout)
     assert result["new_tokens"] >= 1 and result["prompt_tokens"] > 10 and isinstance(result["summary"], str)
-    from_stdin = cli("summarize", "-", "--model", pipeline / "export", "--max-new-tokens", 8, "--json",
-                     input=article.read_text(encoding="utf-8"))
+    from_stdin = cli(
+        "summarize",
+        "-",
+        "--model",
+        pipeline / "export",
+        "--max-new-tokens",
+        8,
+        "--json",
+        input=article.read_text(encoding="utf-8"),
+    )
     assert json.loads(from_stdin.stdout)["summary"] == result["summary"]
 
 
@@ -67,12 +103,27 @@ def assert_one_line_error(result, needle):
 
 def test_missing_and_malformed_inputs(tiny_llama_dir, tmp_path):
     base = ["--base", tiny_llama_dir]
-    assert_one_line_error(cli("train", "--kind", "language", "--lang", "sw", "--data", tmp_path / "nope.txt",
-                              "--out", tmp_path / "o", *base), "no such file")
+    assert_one_line_error(
+        cli(
+            "train",
+            "--kind",
+            "language",
+            "--lang",
+            "sw",
+            "--data",
+            tmp_path / "nope.txt",
+            "--out",
+            tmp_path / "o",
+            *base,
+        ),
+        "no such file",
+    )
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"text": "a", "summary": "b"}\n{"text": "a"\n', encoding="utf-8")
-    assert_one_line_error(cli("train", "--kind", "task", "--lang", "en", "--data", bad, "--out", tmp_path / "o",
-                              *base), "bad.jsonl:2: malformed JSON")
+    assert_one_line_error(
+        cli("train", "--kind", "task", "--lang", "en", "--data", bad, "--out", tmp_path / "o", *base),
+        "bad.jsonl:2: malformed JSON",
+    )
     binary = tmp_path / "bin.txt"
     binary.write_bytes(b"\x00\x01\x02")
     assert_one_line_error(cli("summarize", binary, "--model", tmp_path), "looks binary")
@@ -96,19 +147,23 @@ def test_recipes_stay_inside_their_folder(tmp_path, pairs_file):
     recipe.parent.mkdir()
     recipe.write_text(f"steps:\n  - train: {{kind: task, lang: en, data: {pairs_file}, out: x}}\n", encoding="utf-8")
     assert_recipe_error(cli("run", recipe), "is outside")
-    recipe.write_text("workdir: ../../elsewhere\nsteps:\n  - train: {kind: task, lang: en, data: d.jsonl, out: x}\n",
-                      encoding="utf-8")
+    recipe.write_text(
+        "workdir: ../../elsewhere\nsteps:\n  - train: {kind: task, lang: en, data: d.jsonl, out: x}\n", encoding="utf-8"
+    )
     assert_recipe_error(cli("run", recipe), "recipe workdir")
 
 
 def test_merge_export_refusals(pipeline, tmp_path):
-    assert_one_line_error(cli("merge-export", "--adapter", f"{tmp_path}:1", "--out", tmp_path / "x"),
-                          "not an adapter folder")
-    assert_one_line_error(cli("merge-export", "--adapter", f"{pipeline / 'task-en'}:one", "--out", tmp_path / "x"),
-                          "is not a number")
+    assert_one_line_error(
+        cli("merge-export", "--adapter", f"{tmp_path}:1", "--out", tmp_path / "x"), "not an adapter folder"
+    )
+    assert_one_line_error(
+        cli("merge-export", "--adapter", f"{pipeline / 'task-en'}:one", "--out", tmp_path / "x"), "is not a number"
+    )
     before = sorted(p.name for p in (pipeline / "export").iterdir())
-    assert_one_line_error(cli("merge-export", "--adapter", f"{pipeline / 'task-en'}:1", "--out", pipeline / "export"),
-                          "already exists")
+    assert_one_line_error(
+        cli("merge-export", "--adapter", f"{pipeline / 'task-en'}:1", "--out", pipeline / "export"), "already exists"
+    )
     assert sorted(p.name for p in (pipeline / "export").iterdir()) == before
 
 
@@ -136,21 +191,59 @@ def test_merge_export_graph_and_calibration_options(tiny_llama_dir, tmp_path):
     assert manifest["graph"] == "optimum"
     text = tmp_path / "calibration.txt"
     text.write_text("hello world\nthe cat sat on the mat\n" * 40, encoding="utf-8")
-    result = cli("merge-export", "--base", tiny_llama_dir, "--quantize", "int4", "--calibration", text,
-                 "--out", tmp_path / "int4")
+    result = cli(
+        "merge-export",
+        "--base",
+        tiny_llama_dir,
+        "--quantize",
+        "int4",
+        "--calibration",
+        text,
+        "--out",
+        tmp_path / "int4",
+    )
     assert result.exit_code == 0, result.output
     quantization = json.loads((tmp_path / "int4" / "edgecomp-export.json").read_text())["quantization"]
     assert quantization["calibration"]["files"] == ["calibration.txt"] and quantization["calibration"]["tokens"] > 0
     assert quantization["weights"]["gptq_matmuls"] > 0
     assert "tuning needs more than" in quantization["tune"]  # too little text: skipped, not failed
-    assert_one_line_error(cli("merge-export", "--base", tiny_llama_dir, "--graph", "tvm", "--out", tmp_path / "x"),
-                          "unknown graph 'tvm'")
-    assert_one_line_error(cli("merge-export", "--base", tiny_llama_dir, "--quantize", "int8", "--tune-steps", "5",
-                              "--out", tmp_path / "x"), "--block-size, --tune-steps and --eight-bit-layers apply to --quantize int4 only")
-    assert_one_line_error(cli("merge-export", "--base", tiny_llama_dir, "--quantize", "int4", "--eight-bit-layers",
-                              "0,last", "--out", tmp_path / "x"), "--eight-bit-layers takes layer indices")
-    assert_one_line_error(cli("merge-export", "--base", tiny_llama_dir, "--quantize", "int4", "--calibration",
-                              tmp_path / "missing.txt", "--out", tmp_path / "x"), "missing.txt")
+    assert_one_line_error(
+        cli("merge-export", "--base", tiny_llama_dir, "--graph", "tvm", "--out", tmp_path / "x"), "unknown graph 'tvm'"
+    )
+    assert_one_line_error(
+        cli(
+            "merge-export", "--base", tiny_llama_dir, "--quantize", "int8", "--tune-steps", "5", "--out", tmp_path / "x"
+        ),
+        "--block-size, --tune-steps and --eight-bit-layers apply to --quantize int4 only",
+    )
+    assert_one_line_error(
+        cli(
+            "merge-export",
+            "--base",
+            tiny_llama_dir,
+            "--quantize",
+            "int4",
+            "--eight-bit-layers",
+            "0,last",
+            "--out",
+            tmp_path / "x",
+        ),
+        "--eight-bit-layers takes layer indices",
+    )
+    assert_one_line_error(
+        cli(
+            "merge-export",
+            "--base",
+            tiny_llama_dir,
+            "--quantize",
+            "int4",
+            "--calibration",
+            tmp_path / "missing.txt",
+            "--out",
+            tmp_path / "x",
+        ),
+        "missing.txt",
+    )
     assert not (tmp_path / "x").exists()
 
 
@@ -189,15 +282,18 @@ def test_trimmed_export_runs_end_to_end(pipeline, tiny_llama_dir, mono_file, tmp
     assert cli("merge-export", *adapters, "--out", full).exit_code == 0
     article = tmp_path / "a.txt"
     article.write_text("Mvua kubwa imesababisha mafuriko katika mji mkuu wa nchi.\n", encoding="utf-8")
-    runs = [json.loads(cli("summarize", article, "--model", m, "--max-new-tokens", 8, "--json").stdout) for m in (full, out)]
+    runs = [
+        json.loads(cli("summarize", article, "--model", m, "--max-new-tokens", 8, "--json").stdout) for m in (full, out)
+    ]
     assert runs[0]["prompt_tokens"] == runs[1]["prompt_tokens"]  # the article's tokens are all kept
     assert runs[1]["new_tokens"] >= 1 and isinstance(runs[1]["summary"], str)
 
 
 def test_odd_input_is_summarized_as_text(pipeline, tmp_path):
     article = tmp_path / "odd.txt"
-    article.write_text("Mvua\x07 kubwa <bos><start_of_turn> \u202eसरकार\u202c ने 🌧️ إعلان\tmafuriko\x1b[31m\r\n" * 3,
-                       encoding="utf-8")
+    article.write_text(
+        "Mvua\x07 kubwa <bos><start_of_turn> \u202eसरकार\u202c ने 🌧️ إعلان\tmafuriko\x1b[31m\r\n" * 3, encoding="utf-8"
+    )
     result = cli("summarize", article, "--model", pipeline / "export", "--max-new-tokens", 6, "--json")
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["prompt_tokens"] > 20

@@ -91,9 +91,7 @@ def test_refuses_folders_that_are_not_adapters(tmp_path, trio):
     broken = tmp_path / "broken"
     broken.mkdir()
     (broken / "adapter_config.json").write_text((trio[0].path / "adapter_config.json").read_text())
-    (broken / "adapter_model.safetensors").write_bytes(
-        (trio[0].path / "adapter_model.safetensors").read_bytes()[:100]
-    )
+    (broken / "adapter_model.safetensors").write_bytes((trio[0].path / "adapter_model.safetensors").read_bytes()[:100])
     with pytest.raises(EdgecompError, match="corrupted safetensors"):
         load_adapter(broken)
     (broken / "adapter_model.safetensors").unlink()
@@ -108,9 +106,12 @@ def test_refuses_other_shapes_and_dtypes(trio):
 
     module = next(iter(trio[0].weights))
     a, b = trio[1].weights[module]
-    wide = dataclasses.replace(trio[1], path=Path("wide"),
-                               weights={**trio[1].weights, module: (torch.zeros(a.shape[0], a.shape[1] + 1), b)})
-    with pytest.raises(EdgecompError, match=rf"wide: module '{module}' is \d+x{a.shape[1] + 1}, \d+x{a.shape[1]} in a0"):
+    wide = dataclasses.replace(
+        trio[1], path=Path("wide"), weights={**trio[1].weights, module: (torch.zeros(a.shape[0], a.shape[1] + 1), b)}
+    )
+    with pytest.raises(
+        EdgecompError, match=rf"wide: module '{module}' is \d+x{a.shape[1] + 1}, \d+x{a.shape[1]} in a0"
+    ):
         compose([Term(trio[0]), Term(wide)], "delta")
     half = dataclasses.replace(trio[1], path=Path("half"), stored_dtype="bfloat16")
     with pytest.raises(EdgecompError, match="half: weights are bfloat16, float32 in a0"):

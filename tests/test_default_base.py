@@ -42,7 +42,10 @@ def test_tokenizer_is_llama_cpp_s_not_transformers_unigram(default_base):
     assert pieces == ["The", "▁capital", "▁of", "▁France", "▁is", "▁Paris", "."]
     assert tok.encode("<bos>", add_special_tokens=False).ids != [2]  # special text stays text
     hf = AutoTokenizer.from_pretrained(default_base.path)
-    assert hf("The capital of France is Paris.").input_ids == [2] + tok.encode("The capital of France is Paris.", add_special_tokens=False).ids
+    assert (
+        hf("The capital of France is Paris.").input_ids
+        == [2] + tok.encode("The capital of France is Paris.", add_special_tokens=False).ids
+    )
 
 
 def test_converted_model_knows_things(default_base):

@@ -74,7 +74,10 @@ def _lcs(a, b):
 
 def _rouge_l(ref: str, pred: str) -> float:
     """ROUGE-L F1 written out here, on lower-cased words with punctuation removed."""
-    norm = lambda s: "".join(c if c.isalnum() or c.isspace() else " " for c in s.lower()).split()
+
+    def norm(s: str) -> list[str]:
+        return "".join(c if c.isalnum() or c.isspace() else " " for c in s.lower()).split()
+
     r, p = norm(ref), norm(pred)
     if not r or not p:
         return 0.0
@@ -82,11 +85,14 @@ def _rouge_l(ref: str, pred: str) -> float:
     return 0.0 if lcs == 0 else 100 * 2 * lcs / (len(r) + len(p))
 
 
-@pytest.mark.parametrize("pair", [
-    ("mvua kubwa imesababisha mafuriko mjini", "mvua imesababisha hasara kubwa mjini"),
-    ("serikali imetangaza mpango mpya", "mpango mpya wa serikali"),
-    ("habari njema", "hakuna kitu"),
-])
+@pytest.mark.parametrize(
+    "pair",
+    [
+        ("mvua kubwa imesababisha mafuriko mjini", "mvua imesababisha hasara kubwa mjini"),
+        ("serikali imetangaza mpango mpya", "mpango mpya wa serikali"),
+        ("habari njema", "hakuna kitu"),
+    ],
+)
 def test_rouge_l_matches_a_reference_implementation(pair):
     ref, pred = pair  # Swahili: the scorer has no stemmer for it, so words are compared as they are
     assert rouge_module.rouge([ref], [pred], "sw")["rougeL"][0] == pytest.approx(_rouge_l(ref, pred))
@@ -147,7 +153,8 @@ def test_eval_scores_its_own_predictions(tiny_export, eval_pairs, tmp_path):
         assert per["target_lang"] == 100.0 * (r["lang_guess"] == "en")
         assert 1 <= r["new_tokens"] <= 6
     means = {k: v["mean"] for k, v in scores["metrics"].items()}
-    assert means["rougeL"] == pytest.approx(np.mean([scores["per_document"][r["id"]]["rougeL"] for r in rows]), abs=1e-3)
+    per_document = [scores["per_document"][r["id"]]["rougeL"] for r in rows]
+    assert means["rougeL"] == pytest.approx(np.mean(per_document), abs=1e-3)
     for m in scores["metrics"].values():
         assert m["low"] <= m["mean"] <= m["high"]
     assert json.loads((tmp_path / "ev" / "scores.json").read_text())["metrics"] == scores["metrics"]
@@ -155,14 +162,15 @@ def test_eval_scores_its_own_predictions(tiny_export, eval_pairs, tmp_path):
 
 def test_an_interrupted_eval_resumes_where_it_stopped(tiny_export, eval_pairs, tmp_path, monkeypatch):
     whole = evaluate(_options(tiny_export, eval_pairs, tmp_path / "whole"))
-    summarize_module = importlib.import_module("edgecomp.runtime.summarize")  # the package exports a same-named function
+    # the module, not the same-named function the package exports
+    summarize_module = importlib.import_module("edgecomp.runtime.summarize")
     real, calls = summarize_module.summarize_many, []
 
-    def flaky(model, texts, **kw):
+    def flaky(model, texts, *args, **kw):
         calls.append(len(texts))
         if len(calls) == 2:
             raise KeyboardInterrupt
-        return real(model, texts, **kw)
+        return real(model, texts, *args, **kw)
 
     monkeypatch.setattr(summarize_module, "summarize_many", flaky)
     with pytest.raises(KeyboardInterrupt):
@@ -173,7 +181,12 @@ def test_an_interrupted_eval_resumes_where_it_stopped(tiny_export, eval_pairs, t
         f.write('{"id": "doc-2", "predic')  # a line torn by a kill
     monkeypatch.setattr(summarize_module, "summarize_many", real)
     seen = []
-    monkeypatch.setattr(summarize_module, "summarize_many", lambda m, t, **kw: seen.append(len(t)) or real(m, t, **kw))
+
+    def counted(model, texts, *args, **kw):
+        seen.append(len(texts))
+        return real(model, texts, *args, **kw)
+
+    monkeypatch.setattr(summarize_module, "summarize_many", counted)
     resumed = evaluate(_options(tiny_export, eval_pairs, tmp_path / "cut"))
     assert sum(seen) == 4  # only the documents not yet written
     assert resumed["per_document"] == whole["per_document"]
@@ -209,7 +222,9 @@ def _cli(*args, cwd):
     return subprocess.run([sys.executable, "-m", "edgecomp.cli", *args], capture_output=True, text=True, cwd=cwd)
 
 
-@pytest.mark.parametrize("case", ["missing-data", "not-jsonl", "not-export", "unknown-lang", "not-library", "bad-compare"])
+@pytest.mark.parametrize(
+    "case", ["missing-data", "not-jsonl", "not-export", "unknown-lang", "not-library", "bad-compare"]
+)
 def test_bad_input_is_one_line_and_exit_2(case, tiny_export, eval_pairs, tmp_path):
     bad = tmp_path / "bad.jsonl"
     bad.write_text("{not json\n")

@@ -27,7 +27,7 @@ def test_task_example_masks_the_prompt_and_truncates_the_article():
     target = summary_ids(encode, "short one", 1)
     assert len(ids) == len(labels) == 128
     assert ids[0] == 2 and ids[-1] == 1
-    assert ids[-len(target):] == target and labels[-len(target):] == target
+    assert ids[-len(target) :] == target and labels[-len(target) :] == target
     assert labels[: 128 - len(target)] == [IGNORE] * (128 - len(target))
     assert ids[128 - len(target) - len(encode(INSTRUCTION)) : 128 - len(target)] == encode(INSTRUCTION)
 

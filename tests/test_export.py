@@ -17,10 +17,11 @@ from transformers import AutoModelForCausalLM
 
 from edgecomp.errors import EdgecompError
 from edgecomp.export import verify
+from edgecomp.export.onnx_io import external_data_files
 from edgecomp.export.pipeline import MANIFEST, export_checkpoint
-from edgecomp.export.quantization.apply import external_data_files, quantize_onnx
+from edgecomp.export.quantization.apply import quantize_onnx
 from edgecomp.fsutil import sha256_file
-from edgecomp.runtime import OnnxCausalLM, generate
+from edgecomp.runtime import Decoding, OnnxCausalLM, generate
 
 MODES = ("none", "fp16", "int8", "int4")
 
@@ -120,7 +121,7 @@ def test_quantized_exports_carry_quantized_ops_and_run(exported, mode, expected_
     model = OnnxCausalLM.load(out)
     logits, _ = model.decoder.prefill(model.encode("Heavy rain flooded the market."))
     assert np.isfinite(logits).all() and logits.dtype == np.float32
-    assert len(generate(model.decoder, [2, 40, 41], max_new_tokens=5).tokens) == 5
+    assert len(generate(model.decoder, [2, 40, 41], Decoding(max_new_tokens=5)).tokens) == 5
 
 
 def vocab_tables(model_path: Path, vocab: int, hidden: int) -> list[onnx.TensorProto]:
@@ -147,6 +148,7 @@ def test_tied_embedding_and_lm_head_are_stored_once(tiny_base, exported, mode):
 def test_int4_export_is_smaller_than_the_embedding_alone_in_fp32(tiny_base, exported):
     config = json.loads((tiny_base / "config.json").read_text())
     fp32_table = config["vocab_size"] * config["hidden_size"] * 4
+
     def size(folder: Path) -> int:  # the graph and its external weights
         return sum(p.stat().st_size for p in folder.glob("model.onnx*"))
 
@@ -193,7 +195,9 @@ def test_quantize_keeps_external_data_format(exported, tmp_path, mode):
     src.mkdir()
     model = onnx.load(str(exported["none"][0] / "model.onnx"))
     # onnx's default threshold: shape constants stay inline (ONNX Runtime cannot run the source otherwise)
-    onnx.save_model(model, src / "model.onnx", save_as_external_data=True, location="model.onnx_data", size_threshold=1024)
+    onnx.save_model(
+        model, src / "model.onnx", save_as_external_data=True, location="model.onnx_data", size_threshold=1024
+    )
     for extra in exported["none"][0].iterdir():  # config and tokenizer: int4's GPTQ calibrates with them
         if not extra.name.startswith("model.onnx"):
             shutil.copy2(extra, src / extra.name)

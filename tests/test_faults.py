@@ -40,9 +40,18 @@ from edgecomp.train.adapter import TrainOptions, train_adapter
 from edgecomp.train.checkpoint import checkpoint_folder, latest_checkpoint
 
 SLOW = 0.3
-PRELOAD = ["torch", "transformers", "peft", "safetensors.torch", "transformers.models.llama.modeling_llama",
-           "optimum.exporters.onnx", "edgecomp.cli", "edgecomp.train.adapter", "edgecomp.export.merge_export",
-           "test_faults"]
+PRELOAD = [
+    "torch",
+    "transformers",
+    "peft",
+    "safetensors.torch",
+    "transformers.models.llama.modeling_llama",
+    "optimum.exporters.onnx",
+    "edgecomp.cli",
+    "edgecomp.train.adapter",
+    "edgecomp.export.merge_export",
+    "test_faults",
+]
 TRAIN = dict(kind="language", lang="sw", steps=200, seq_len=32, batch_size=2, rank=4, lr=2e-2, device="cpu")
 
 
@@ -157,8 +166,16 @@ def test_train_killed_at_random_moments_then_resumed(forkserver, one_thread, tin
     train_adapter(TrainOptions(base=str(tiny_llama_dir), data=mono_file, out=reference, save_every=None, **TRAIN))
 
     runs = Runs(forkserver, tmp_path / "home", logs)
-    argv = ["train", "--base", tiny_llama_dir, "--data", mono_file, "--out", out,
-            *[x for k, v in TRAIN.items() for x in (f"--{k.replace('_', '-')}", v)]]
+    argv = [
+        "train",
+        "--base",
+        tiny_llama_dir,
+        "--data",
+        mono_file,
+        "--out",
+        out,
+        *[x for k, v in TRAIN.items() for x in (f"--{k.replace('_', '-')}", v)],
+    ]
     training = _says("optimizer steps on")
     saving = (0.0, 0.5 * SLOW)  # delays that land inside a save: its temporary folder lives > SLOW
     plan = [  # (what the kill aims at, when to start the delay, delay range, signal)
@@ -178,8 +195,10 @@ def test_train_killed_at_random_moments_then_resumed(forkserver, one_thread, tin
             assert code == -signal.SIGKILL and ready(log, pid), f"the kill missed the {aim}: {log}"
         if sig == signal.SIGINT and code != 0:
             step = latest_checkpoint(folder).name[5:].lstrip("0")
-            assert f"edgecomp: error: interrupted at step {step}/{TRAIN['steps']}; checkpoint saved in {folder}; " \
-                   "resume with the same command plus --resume" in " ".join(log.split())
+            assert (
+                f"edgecomp: error: interrupted at step {step}/{TRAIN['steps']}; checkpoint saved in {folder}; "
+                "resume with the same command plus --resume" in " ".join(log.split())
+            )
             assert code == 130
         else:
             assert code in (-signal.SIGKILL, 0), (aim, code, log)
@@ -218,7 +237,11 @@ def test_merge_export_killed_at_random_moments(forkserver, tiny_llama_dir, tmp_p
     plan = [
         ("loading", None, (0.0, 0.4)),
         ("merging and exporting", _appears(home / "exports", ".*.tmp-{pid}@*"), (0.0, 1.0)),
-        ("cache entry save", _appears(home / "exports", ".*.tmp-{pid}@*/export/edgecomp-export.json"), (0.0, 0.5 * SLOW)),
+        (
+            "cache entry save",
+            _appears(home / "exports", ".*.tmp-{pid}@*/export/edgecomp-export.json"),
+            (0.0, 0.5 * SLOW),
+        ),
         ("output save", _appears(work, ".export.tmp-{pid}@*"), (0.0, SLOW)),  # 7 copies, SLOW / 4 each
     ]
     rng = random.Random(4104)
@@ -266,16 +289,41 @@ def _disk_full(*args, **kwargs):
 def test_disk_full_while_saving_an_adapter(one_thread, tiny_llama_dir, mono_file, tmp_path, monkeypatch):
     out = tmp_path / "adapter"
     genuine = fsutil.atomic_write_text
-    monkeypatch.setattr(fsutil, "atomic_write_text", lambda p, t: _disk_full() if Path(p).name == "edgecomp.json" else genuine(p, t))
-    args = ["train", "--base", tiny_llama_dir, "--data", mono_file, "--out", out, "--kind", "language", "--lang", "sw",
-            "--steps", 2, "--seq-len", 32, "--batch-size", 2, "--rank", 4, "--device", "cpu"]
+    monkeypatch.setattr(
+        fsutil, "atomic_write_text", lambda p, t: _disk_full() if Path(p).name == "edgecomp.json" else genuine(p, t)
+    )
+    args = [
+        "train",
+        "--base",
+        tiny_llama_dir,
+        "--data",
+        mono_file,
+        "--out",
+        out,
+        "--kind",
+        "language",
+        "--lang",
+        "sw",
+        "--steps",
+        2,
+        "--seq-len",
+        32,
+        "--batch-size",
+        2,
+        "--rank",
+        4,
+        "--device",
+        "cpu",
+    ]
     result = CliRunner().invoke(app, [str(a) for a in args])
     assert result.exit_code == 2
     assert f"edgecomp: error: disk full while writing {out}; nothing was written" in result.output
     assert list(tmp_path.iterdir()) == []
 
 
-def test_disk_full_in_a_rust_writer_while_saving_a_checkpoint(one_thread, tiny_llama_dir, mono_file, tmp_path, monkeypatch):
+def test_disk_full_in_a_rust_writer_while_saving_a_checkpoint(
+    one_thread, tiny_llama_dir, mono_file, tmp_path, monkeypatch
+):
     """safetensors reports ENOSPC as a SafetensorError whose message ends in "(os error 28)"."""
     import safetensors.torch
 
@@ -293,8 +341,11 @@ def test_disk_full_in_a_rust_writer_while_saving_a_checkpoint(one_thread, tiny_l
 def test_disk_full_while_exporting(one_thread, tiny_llama_dir, tmp_path, monkeypatch):
     monkeypatch.setenv("EDGECOMP_HOME", str(tmp_path / "home"))
     genuine = fsutil.atomic_write_text
-    monkeypatch.setattr(fsutil, "atomic_write_text",
-                        lambda p, t: _disk_full() if Path(p).name == "edgecomp-export.json" else genuine(p, t))
+    monkeypatch.setattr(
+        fsutil,
+        "atomic_write_text",
+        lambda p, t: _disk_full() if Path(p).name == "edgecomp-export.json" else genuine(p, t),
+    )
     out = tmp_path / "export"
     result = CliRunner().invoke(app, ["merge-export", "--base", str(tiny_llama_dir), "--out", str(out)])
     assert result.exit_code == 2, result.output
@@ -365,7 +416,9 @@ def test_truncated_safetensors_are_refused_naming_the_file(copy_of, keep):
 
 def test_missing_shard_is_refused(copy_of):
     base = copy_of()
-    (base / "model.safetensors.index.json").write_text(json.dumps({"weight_map": {"a": "model-00002-of-00002.safetensors"}}))
+    (base / "model.safetensors.index.json").write_text(
+        json.dumps({"weight_map": {"a": "model-00002-of-00002.safetensors"}})
+    )
     with pytest.raises(EdgecompError, match="missing: model-00002-of-00002.safetensors"):
         resolve_base(str(base))
 

@@ -6,8 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edgecomp.export.quantization.gptq import GPTQConfig, calibration_sequences, gptq_blocks
-from edgecomp.export.quantization.apply import block_quantize, dequantize_blocks, pack_codes, pack_zero_points
+from edgecomp.export.quantization.codec import block_quantize, dequantize_blocks, pack_codes, pack_zero_points
+from edgecomp.export.quantization.gptq import calibration_sequences, gptq_blocks
+from edgecomp.export.quantization.weight_only import GPTQConfig
 
 
 def _dequantized(codes, scales, zeros, block):

@@ -24,13 +24,19 @@ from edgecomp.library.exports import base_export, merged_export
 
 runner = CliRunner()
 
-SW = ("Serikali imetangaza mpango mpya wa elimu kwa shule za msingi nchini kote. Wanafunzi wengi watapata "
-      "vitabu na walimu wapya mwaka huu, na wazazi wamefurahi sana kusikia habari hizo.")
-EN = ("The council approved the new budget for schools and roads on Monday. Heavy rain flooded the market "
-      "and traders lost their goods, officials said on Tuesday evening.")
+SW = (
+    "Serikali imetangaza mpango mpya wa elimu kwa shule za msingi nchini kote. Wanafunzi wengi watapata "
+    "vitabu na walimu wapya mwaka huu, na wazazi wamefurahi sana kusikia habari hizo."
+)
+EN = (
+    "The council approved the new budget for schools and roads on Monday. Heavy rain flooded the market "
+    "and traders lost their goods, officials said on Tuesday evening."
+)
 FR = "La ville a approuvé un nouveau budget pour les écoles et les routes, a annoncé le maire lundi soir."
-DE = ("Der Stadtrat hat am Montag einen neuen Haushalt für Schulen und Straßen beschlossen, sagte der "
-      "Bürgermeister am Abend in einer kurzen Erklärung.")
+DE = (
+    "Der Stadtrat hat am Montag einen neuen Haushalt für Schulen und Straßen beschlossen, sagte der "
+    "Bürgermeister am Abend in einer kurzen Erklärung."
+)
 SW_LABEL = "task_en + lang_sw − lang_en"
 
 
@@ -42,16 +48,32 @@ def cli(*args, input=None):
 def library(tiny_llama_dir, tmp_path_factory) -> Path:
     """Packed random adapters (kinds and languages in their manifests) and a library.json."""
     raw, root = tmp_path_factory.mktemp("trained"), tmp_path_factory.mktemp("library")
-    for seed, (name, kind, lang) in enumerate((("task-en", "task", "en"), ("lang-en", "language", "en"),
-                                               ("lang-sw", "language", "sw"), ("lang-fr", "language", "fr"))):
-        make_adapter(tiny_llama_dir, raw / name, seed, meta={"kind": kind, "lang": lang, "options": {"prompt": "neutral"}})
+    for seed, (name, kind, lang) in enumerate(
+        (
+            ("task-en", "task", "en"),
+            ("lang-en", "language", "en"),
+            ("lang-sw", "language", "sw"),
+            ("lang-fr", "language", "fr"),
+        )
+    ):
+        make_adapter(
+            tiny_llama_dir, raw / name, seed, meta={"kind": kind, "lang": lang, "options": {"prompt": "neutral"}}
+        )
         pack_adapter(raw / name, root / name, rank=2, dtype="float16")
     arith = lambda lang: {"adapters": ["task-en:1", f"lang-{lang}:1", "lang-en:-1"], "method": "delta"}  # noqa: E731
-    (root / "library.json").write_text(json.dumps({
-        "format": "edgecomp-library/1", "base": str(tiny_llama_dir),
-        "languages": {"en": {"label": "task_en", "spec": {"adapters": ["task-en:1"]}},
-                      "sw": {"label": SW_LABEL, "spec": arith("sw")},
-                      "fr": {"label": "task_en + lang_fr − lang_en", "spec": arith("fr")}}}))
+    (root / "library.json").write_text(
+        json.dumps(
+            {
+                "format": "edgecomp-library/1",
+                "base": str(tiny_llama_dir),
+                "languages": {
+                    "en": {"label": "task_en", "spec": {"adapters": ["task-en:1"]}},
+                    "sw": {"label": SW_LABEL, "spec": arith("sw")},
+                    "fr": {"label": "task_en + lang_fr − lang_en", "spec": arith("fr")},
+                },
+            }
+        )
+    )
     return root
 
 
@@ -86,7 +108,9 @@ def test_packing_keeps_the_update_at_full_rank_and_reports_the_loss_below(tiny_l
             assert 0 < max(errors) == pytest.approx(meta["packed"]["relative_error"]["max"], rel=1e-3)
     half = pack_adapter(src, tmp_path / "fp16", rank=2, dtype="float16")
     assert load_adapter(tmp_path / "fp16").stored_dtype == "float16" and half["packed"]["dtype"] == "float16"
-    assert (tmp_path / "fp16" / "adapter_model.safetensors").stat().st_size < (src / "adapter_model.safetensors").stat().st_size / 3
+    assert (tmp_path / "fp16" / "adapter_model.safetensors").stat().st_size < (
+        src / "adapter_model.safetensors"
+    ).stat().st_size / 3
     with pytest.raises(EdgecompError, match="--modules"):
         pack_adapter(src, tmp_path / "bad", rank=2, modules="embeddings")
 
@@ -102,7 +126,11 @@ def test_detected_language_picks_its_composition(library, tmp_path):
     assert json.loads(merged.stdout)["summary"] == out["summary"]  # run-time composition = merged weights
     lib = Library.load(library)
     manifest = json.loads((merged_export(lib, lib.choice("sw"), "none")[0] / "edgecomp-export.json").read_text())
-    assert [(a["lang"], a["weight"]) for a in manifest["composition"]["adapters"]] == [("en", 1.0), ("sw", 1.0), ("en", -1.0)]
+    assert [(a["lang"], a["weight"]) for a in manifest["composition"]["adapters"]] == [
+        ("en", 1.0),
+        ("sw", 1.0),
+        ("en", -1.0),
+    ]
     assert manifest["composition"]["method"] == "delta" and manifest["prompt"] == "neutral"
 
 
@@ -122,12 +150,18 @@ def test_a_cached_export_is_found_again_without_building_or_torch(library, tmp_p
         assert again == first and rebuilt is None and (built is None or built > 0)
     assert json.loads((base_export(lib, "none")[0] / "edgecomp-export.json").read_text())["lora_inputs"]
     # a new process on the cached path imports no PyTorch
-    code = ("import sys; from edgecomp.cli import main; sys.argv = ['edgecomp', 'summarize', sys.argv[1], "
-            "'--library', sys.argv[2], '--quantize', 'none', '--max-new-tokens', '4', '--lang', 'fr']\n"
-            "try:\n    main()\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
-            "assert 'torch' not in sys.modules, 'torch was imported'\n")
-    done = subprocess.run([sys.executable, "-c", code, str(write(tmp_path / "fr.txt", FR)), str(library)],
-                          capture_output=True, text=True, env={**os.environ, "EDGECOMP_HOME": str(edgecomp_home)})
+    code = (
+        "import sys; from edgecomp.cli import main; sys.argv = ['edgecomp', 'summarize', sys.argv[1], "
+        "'--library', sys.argv[2], '--quantize', 'none', '--max-new-tokens', '4', '--lang', 'fr']\n"
+        "try:\n    main()\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(write(tmp_path / "fr.txt", FR)), str(library)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "EDGECOMP_HOME": str(edgecomp_home)},
+    )
     assert done.returncode == 0, done.stderr
 
 
@@ -167,18 +201,33 @@ def test_a_folder_of_documents_with_bad_ones_resumes(library, tmp_path):
     again = summarize(library, docs, "--output", out)
     assert again.exit_code == 0, again.output
     assert "1 summarized, 2 already in the output, 3 skipped" in again.stderr
-    assert [json.loads(line)["id"] for line in out.read_text().splitlines()] == [r["id"] for r in rows[:2]] + [rows[2]["id"]]
+    assert [json.loads(line)["id"] for line in out.read_text().splitlines()] == [r["id"] for r in rows[:2]] + [
+        rows[2]["id"]
+    ]
 
 
 def test_jsonl_input_with_a_text_field(library, tmp_path):
     data = tmp_path / "docs.jsonl"
-    data.write_text("\n".join([json.dumps({"id": "x1", "body": SW}), "{broken", json.dumps({"id": "x3", "body": ""}),
-                               json.dumps({"id": "x4", "body": FR})]) + "\n", encoding="utf-8")
+    data.write_text(
+        "\n".join(
+            [
+                json.dumps({"id": "x1", "body": SW}),
+                "{broken",
+                json.dumps({"id": "x3", "body": ""}),
+                json.dumps({"id": "x4", "body": FR}),
+            ]
+        )
+        + "\n",
+        encoding="utf-8",
+    )
     out = tmp_path / "out.jsonl"
     result = summarize(library, "--input", data, "--text-field", "body", "--output", out, "--batch-size", 2)
     assert result.exit_code == 0, result.output
     assert [json.loads(line)["id"] for line in out.read_text().splitlines()] == ["x1", "x4"]
-    assert "skipped 2: line 2: malformed JSON" in result.stderr and "skipped x3: line 3: no text in field 'body'" in result.stderr
+    assert (
+        "skipped 2: line 2: malformed JSON" in result.stderr
+        and "skipped x3: line 3: no text in field 'body'" in result.stderr
+    )
     same = summarize(library, "--input", data, "--output", data)
     assert same.exit_code == 2 and "is one of the inputs" in same.stderr
 
@@ -204,27 +253,41 @@ def test_library_errors_are_one_line(tmp_path):
     article = write(tmp_path / "a.txt", SW)
     (tmp_path / "bad").mkdir()
     (tmp_path / "bad" / "library.json").write_text("{}")
-    for args, message in (([], "nothing to summarize"),
-                          ([article, "--library", tmp_path], "not an adapter library"),
-                          ([article, "--library", tmp_path / "bad"], "not an adapter library index"),
-                          ([article, "--lang", "xx"], "unknown language code"),
-                          ([article, "--input", article], "give files or --input"),
-                          ([article, "--model", tmp_path, "--lang", "sw"], "with --model there is nothing to choose")):
+    for args, message in (
+        ([], "nothing to summarize"),
+        ([article, "--library", tmp_path], "not an adapter library"),
+        ([article, "--library", tmp_path / "bad"], "not an adapter library index"),
+        ([article, "--lang", "xx"], "unknown language code"),
+        ([article, "--input", article], "give files or --input"),
+        ([article, "--model", tmp_path, "--lang", "sw"], "with --model there is nothing to choose"),
+    ):
         result = cli("summarize", *args)
-        assert result.exit_code == 2 and message in result.stderr and result.stderr.count("\n") == 1, (args, result.stderr)
+        assert result.exit_code == 2 and message in result.stderr and result.stderr.count("\n") == 1, (
+            args,
+            result.stderr,
+        )
 
 
 def test_eval_without_a_model_scores_the_library_composition(library, tmp_path):
     data = tmp_path / "sw.jsonl"
-    data.write_text("\n".join(json.dumps({"id": str(i), "text": SW, "summary": "Serikali imetangaza mpango mpya"})
-                              for i in range(3)) + "\n", encoding="utf-8")
+    data.write_text(
+        "\n".join(
+            json.dumps({"id": str(i), "text": SW, "summary": "Serikali imetangaza mpango mpya"}) for i in range(3)
+        )
+        + "\n",
+        encoding="utf-8",
+    )
     out = tmp_path / "eval"
-    result = cli("eval", "--data", data, "--lang", "sw", "--library", library, "--out", out, "--max-new-tokens", 4,
-                 "--json")
+    result = cli(
+        "eval", "--data", data, "--lang", "sw", "--library", library, "--out", out, "--max-new-tokens", 4, "--json"
+    )
     assert result.exit_code == 0, result.output
     scores = json.loads((out / "scores.json").read_text())
     assert scores["model"] == f"library sw: {SW_LABEL}" and scores["documents"] == 3
-    assert scores["composition"]["applied"] == "run time" and "lang-sw/adapter_model.safetensors" in scores["composition"]["files"]
+    assert (
+        scores["composition"]["applied"] == "run time"
+        and "lang-sw/adapter_model.safetensors" in scores["composition"]["files"]
+    )
     again = cli("eval", "--data", data, "--lang", "sw", "--library", library, "--out", out, "--max-new-tokens", 4)
     assert again.exit_code == 0 and "resuming" in again.stderr
     unshipped = cli("eval", "--data", data, "--lang", "de", "--library", library, "--out", tmp_path / "de")
@@ -232,8 +295,12 @@ def test_eval_without_a_model_scores_the_library_composition(library, tmp_path):
 
 
 def test_pack_command_and_recipe_step(tiny_llama_dir, tmp_path):
-    src = make_adapter(tiny_llama_dir, tmp_path / "work" / "lang-sw", 5,
-                       meta={"kind": "language", "lang": "sw", "base": {"spec": "tiny"}})
+    src = make_adapter(
+        tiny_llama_dir,
+        tmp_path / "work" / "lang-sw",
+        5,
+        meta={"kind": "language", "lang": "sw", "base": {"spec": "tiny"}},
+    )
     result = cli("adapters", "pack", src, tmp_path / "small", "--rank", 1)
     assert result.exit_code == 0, result.output
     assert "rank 4 → 1, all, float16" in result.stdout
@@ -241,7 +308,9 @@ def test_pack_command_and_recipe_step(tiny_llama_dir, tmp_path):
     bad = cli("adapters", "pack", src, tmp_path / "bad", "--rank", 0)
     assert bad.exit_code == 2 and "--rank must be at least 1" in bad.stderr and not (tmp_path / "bad").exists()
     recipe = tmp_path / "pack.yaml"
-    recipe.write_text("workdir: work\nsteps:\n  - pack: {adapter: lang-sw, out: packed/lang-sw, rank: 2, modules: mlp}\n")
+    recipe.write_text(
+        "workdir: work\nsteps:\n  - pack: {adapter: lang-sw, out: packed/lang-sw, rank: 2, modules: mlp}\n"
+    )
     ran = cli("run", recipe)
     assert ran.exit_code == 0, ran.output
     packed = load_adapter(tmp_path / "work" / "packed" / "lang-sw")

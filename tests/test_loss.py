@@ -3,11 +3,11 @@
 import pytest
 import torch
 from peft import get_peft_model
+from tiny import tiny_gemma3, tiny_llama
 
 from edgecomp.data.examples import IGNORE
 from edgecomp.train.lora import lora_config
 from edgecomp.train.loss import causal_lm_loss, label_positions
-from tiny import tiny_gemma3, tiny_llama
 
 
 def _batch():

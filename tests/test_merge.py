@@ -23,7 +23,9 @@ def adapter_dirs(tiny_base, tmp_path_factory):
 
 def unmerged_logits(base_dir, adapter_dirs, weights, ids):
     """Base + Σ wᵢ·(adapter i), run unmerged by PEFT with every adapter active and its scale × wᵢ."""
-    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base_dir), adapter_dirs[0], adapter_name="a0")
+    model = PeftModel.from_pretrained(
+        AutoModelForCausalLM.from_pretrained(base_dir), adapter_dirs[0], adapter_name="a0"
+    )
     for i, path in enumerate(adapter_dirs[1:], start=1):
         model.load_adapter(path, adapter_name=f"a{i}")
     model.base_model.set_adapter([f"a{i}" for i in range(len(adapter_dirs))])
@@ -48,15 +50,17 @@ def test_delta_merge_equals_unmerged_adapters(tiny_base, adapter_dirs, tmp_path)
     composed = compose([Term(load_adapter(p), w) for p, w in zip(adapter_dirs, WEIGHTS)], "delta")
     out = merged_checkpoint(tiny_base, composed, "original", tmp_path / "merged")
     assert (out / "tokenizer.json").is_file()
-    torch.testing.assert_close(merged_logits(out, IDS), unmerged_logits(tiny_base, adapter_dirs, WEIGHTS, IDS),
-                               rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(
+        merged_logits(out, IDS), unmerged_logits(tiny_base, adapter_dirs, WEIGHTS, IDS), rtol=1e-4, atol=1e-4
+    )
 
 
 def test_params_merge_of_one_adapter_equals_peft(tiny_base, adapter_dirs, tmp_path):
     composed = compose([Term(load_adapter(adapter_dirs[1]), 1.0)], "params")
     out = merged_checkpoint(tiny_base, composed, "original", tmp_path / "merged")
-    torch.testing.assert_close(merged_logits(out, IDS), unmerged_logits(tiny_base, adapter_dirs[1:2], [1.0], IDS),
-                               rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(
+        merged_logits(out, IDS), unmerged_logits(tiny_base, adapter_dirs[1:2], [1.0], IDS), rtol=1e-4, atol=1e-4
+    )
 
 
 def test_dequantized_merge_base_is_the_nf4_round_trip(tiny_base, adapter_dirs, tmp_path):
@@ -68,8 +72,9 @@ def test_dequantized_merge_base_is_the_nf4_round_trip(tiny_base, adapter_dirs, t
     expected = nf4_roundtrip(base.get_submodule(name).weight.detach()) + composed.delta(name)
     torch.testing.assert_close(merged.get_submodule(name).weight.detach(), expected)
     untouched = "model.layers.0.mlp.up_proj"  # not targeted, still NF4 round-tripped
-    torch.testing.assert_close(merged.get_submodule(untouched).weight.detach(),
-                               nf4_roundtrip(base.get_submodule(untouched).weight.detach()))
+    torch.testing.assert_close(
+        merged.get_submodule(untouched).weight.detach(), nf4_roundtrip(base.get_submodule(untouched).weight.detach())
+    )
 
 
 def test_nf4_round_trip_matches_bitsandbytes_linear4bit(tiny_base):

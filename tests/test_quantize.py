@@ -12,15 +12,10 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from edgecomp.errors import EdgecompError
-from edgecomp.export.quantization.apply import (
-    WeightOnlyConfig,
-    block_quantize,
-    dequantize_blocks,
-    find_embedding_and_head,
-    quantize_model,
-    quantize_weight_only,
-    tie_lm_head,
-)
+from edgecomp.export.quantization.apply import quantize_model
+from edgecomp.export.quantization.codec import block_quantize, dequantize_blocks
+from edgecomp.export.quantization.rewrite import find_embedding_and_head, quantize_weight_only, tie_lm_head
+from edgecomp.export.quantization.weight_only import WeightOnlyConfig
 
 VOCAB, HIDDEN = 300, 64
 
@@ -130,7 +125,9 @@ def test_tied_table_is_stored_once_and_both_ops_read_it(config):
     blob = config.block_size * config.head_bits // 8
     per_token = [t for t in model.graph.initializer if list(t.dims[:1]) + list(t.dims[2:]) == [VOCAB, blob]]
     assert [t.name for t in per_token] == [gather.input[0]]
-    assert not [t for t in model.graph.initializer if t.data_type == TensorProto.FLOAT and VOCAB in t.dims and HIDDEN in t.dims]
+    assert not [
+        t for t in model.graph.initializer if t.data_type == TensorProto.FLOAT and VOCAB in t.dims and HIDDEN in t.dims
+    ]
     table_bytes = sum(t.ByteSize() for t in model.graph.initializer if t.dims and t.dims[0] == VOCAB)
     per_value = config.head_bits / 8 + 5 / config.block_size  # packed values, fp32 scales, zero points
     assert table_bytes < VOCAB * HIDDEN * per_value + 1024  # fp32 would be 4 bytes a value, twice
@@ -138,7 +135,9 @@ def test_tied_table_is_stored_once_and_both_ops_read_it(config):
     # The lookup returns exactly the rows the head multiplies with.
     head_inputs = list(heads[0].input)
     zero_points = initializer(model, head_inputs[3]) if len(head_inputs) > 3 else None
-    rows = dequantize_blocks(initializer(model, head_inputs[1]), initializer(model, head_inputs[2]), zero_points, config.head_bits)
+    rows = dequantize_blocks(
+        initializer(model, head_inputs[1]), initializer(model, head_inputs[2]), zero_points, config.head_bits
+    )
     ids, hidden = inputs()
     embedded, logits = run(model, ids, hidden)
     np.testing.assert_array_equal(embedded, rows[ids])
@@ -173,7 +172,11 @@ def test_embedding_can_stay_fp32():
 def test_eight_bit_node_selection():
     config = WeightOnlyConfig(eight_bit=("mlp/up_proj",))
     model, report = quantize_weight_only(lookup_and_head(), config)
-    bits = {n.name: next(a.i for a in n.attribute if a.name == "bits") for n in model.graph.node if n.op_type == "MatMulNBits"}
+    bits = {
+        n.name: next(a.i for a in n.attribute if a.name == "bits")
+        for n in model.graph.node
+        if n.op_type == "MatMulNBits"
+    }
     assert bits["/model/layers.0/mlp/up_proj/MatMul_Q8"] == 8
     assert report["weights_by_bits"] == {"8": HIDDEN * HIDDEN + VOCAB * HIDDEN}
 
@@ -244,7 +247,7 @@ def test_smoothing_a_tied_head_changes_no_output(tiny_base, tmp_path):
     import json as _json
 
     from edgecomp.export.onnx_export import export_onnx
-    from edgecomp.export.quantization.apply import smooth_tied_head
+    from edgecomp.export.quantization.smoothing import smooth_tied_head
     from edgecomp.runtime.session import DecoderSession, KVShape
 
     path = export_onnx(tiny_base, tmp_path / "raw")
@@ -277,10 +280,11 @@ def test_input_scales_fold_into_norms_without_changing_outputs(tiny_base, tmp_pa
     Hessian rescaled to match; the fp32 graph computes the same logits."""
     import json as _json
 
+    from edgecomp.export.onnx_export import export_onnx
     from edgecomp.export.quantization import smoothing as smooth
     from edgecomp.export.quantization.gptq import collect_hessians
-    from edgecomp.export.onnx_export import export_onnx
-    from edgecomp.export.quantization.apply import INT4, gptq_inputs
+    from edgecomp.export.quantization.rewrite import gptq_inputs
+    from edgecomp.export.quantization.schemes.int4 import INT4
     from edgecomp.runtime.session import DecoderSession, KVShape
 
     path = export_onnx(tiny_base, tmp_path / "raw")

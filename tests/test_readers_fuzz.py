@@ -50,8 +50,12 @@ def test_arbitrary_bytes_raise_only_edgecomp_errors(tmp_path, data):
 
 
 @FUZZ
-@given(lines=st.lists(line_text, min_size=1, max_size=8), newline=st.sampled_from(["\n", "\r\n", "\r"]),
-       bom=st.booleans(), final=st.booleans())
+@given(
+    lines=st.lists(line_text, min_size=1, max_size=8),
+    newline=st.sampled_from(["\n", "\r\n", "\r"]),
+    bom=st.booleans(),
+    final=st.booleans(),
+)
 def test_valid_text_comes_back(tmp_path, lines, newline, bom, final):
     body = newline.join(lines) + (newline if final else "")
     path = write(tmp_path, (codecs.BOM_UTF8 if bom else b"") + body.encode("utf-8"))
@@ -67,7 +71,12 @@ def _row(text, summary, extra):
     return {**extra, "text": text, "summary": summary}
 
 
-rows = st.builds(_row, line_text.filter(str.strip), line_text.filter(str.strip), st.dictionaries(st.text(max_size=5), json_values, max_size=3))
+rows = st.builds(
+    _row,
+    line_text.filter(str.strip),
+    line_text.filter(str.strip),
+    st.dictionaries(st.text(max_size=5), json_values, max_size=3),
+)
 
 
 @FUZZ

@@ -31,7 +31,15 @@ def fake(name: str, kind: str, lang: str | None, loss: float | None = None) -> L
 def test_iso_table_covers_all_iso639_1_and_uriel_has_them():
     assert len(ISO639_1) == 184
     assert {iso639_3(k) for k in ("hi", "ur", "en", "sw", "vi", "ar", "id", "fr", "es")} == {
-        "hin", "urd", "eng", "swa", "vie", "ara", "ind", "fra", "spa"
+        "hin",
+        "urd",
+        "eng",
+        "swa",
+        "vie",
+        "ara",
+        "ind",
+        "fra",
+        "spa",
     }
     assert set(ISO639_1.values()) <= uriel_languages()
 

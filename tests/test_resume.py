@@ -32,8 +32,9 @@ def one_thread():
 
 
 def options(base, data, out, **kw):
-    defaults = dict(kind="language", lang="sw", steps=STEPS, seq_len=32, batch_size=2, lr=2e-2, rank=4, save_every=3,
-                    device="cpu")
+    defaults = dict(
+        kind="language", lang="sw", steps=STEPS, seq_len=32, batch_size=2, lr=2e-2, rank=4, save_every=3, device="cpu"
+    )
     return TrainOptions(base=str(base), data=data, out=out, **{**defaults, **kw})
 
 
@@ -114,8 +115,12 @@ def interrupted(tiny_llama_dir, mono_file, tmp_path, monkeypatch):
 
 @pytest.mark.parametrize(
     "change, named",
-    [(dict(lr=1e-2), "lr: 0.02 then, 0.01 now"), (dict(seed=1), "seed"), (dict(steps=5), "steps: 4 then, 5 now"),
-     (dict(rank=8), "rank")],
+    [
+        (dict(lr=1e-2), "lr: 0.02 then, 0.01 now"),
+        (dict(seed=1), "seed"),
+        (dict(steps=5), "steps: 4 then, 5 now"),
+        (dict(rank=8), "rank"),
+    ],
 )
 def test_resume_with_other_options_is_refused(interrupted, tiny_llama_dir, mono_file, change, named):
     with pytest.raises(EdgecompError, match="cannot resume from .*step-000002: it was made with other options") as e:
@@ -152,4 +157,7 @@ def test_micro_batches_resume_mid_stream(n, batch_size):
         assert sorted(sum(whole[epoch * per_epoch : (epoch + 1) * per_epoch], [])) == list(range(n))
     assert len({tuple(sum(whole[e * per_epoch : (e + 1) * per_epoch], [])) for e in range(6)}) > 1
     for start in (1, 3, 5):
-        assert list(itertools.islice(micro_batches(n, batch_size, seed=3, start=start), len(whole) - start)) == whole[start:]
+        assert (
+            list(itertools.islice(micro_batches(n, batch_size, seed=3, start=start), len(whole) - start))
+            == whole[start:]
+        )

@@ -11,12 +11,14 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
+from tiny import CORPUS
 from transformers import AutoModelForCausalLM
 
 from edgecomp.data.prompts import prompt_ids
 from edgecomp.errors import EdgecompError
 from edgecomp.export.pipeline import export_checkpoint
 from edgecomp.runtime import (
+    Decoding,
     OnnxCausalLM,
     TextStream,
     generate,
@@ -25,7 +27,6 @@ from edgecomp.runtime import (
     summarize,
     summarize_many,
 )
-from tiny import CORPUS
 
 ARTICLE = "Heavy rain flooded the market and traders lost their goods. Mvua kubwa imesababisha mafuriko."
 
@@ -66,11 +67,11 @@ def hf_new_tokens(torch_model, prompt: list[int], **kwargs) -> list[int]:
 
 def test_greedy_equals_transformers(onnx_model, torch_model):
     for prompt in prompts(onnx_model):
-        ours = generate(onnx_model.decoder, prompt, max_new_tokens=20, eos_ids=onnx_model.eos_ids)
+        ours = generate(onnx_model.decoder, prompt, Decoding(max_new_tokens=20), eos_ids=onnx_model.eos_ids)
         assert ours.tokens == hf_new_tokens(torch_model, prompt, do_sample=False, max_new_tokens=20)
         # Stopping: make a token the greedy path produces an eos id; both must stop right there.
         eos = ours.tokens[6]
-        stopped = generate(onnx_model.decoder, prompt, max_new_tokens=20, eos_ids=(eos,))
+        stopped = generate(onnx_model.decoder, prompt, Decoding(max_new_tokens=20), eos_ids=(eos,))
         assert stopped.tokens == ours.tokens[: ours.tokens.index(eos) + 1]
         assert stopped.tokens == hf_new_tokens(
             torch_model, prompt, do_sample=False, max_new_tokens=20, eos_token_id=eos
@@ -83,13 +84,13 @@ def test_beam_search_equals_transformers(onnx_model, torch_model, eos_choice):
     the finishing, early-stopping and several-eos rules are exercised, not only the length limit
     (on the Gemma3 base some searches stop after 1 or 7 tokens)."""
     for prompt in prompts(onnx_model):
-        greedy = generate(onnx_model.decoder, prompt, max_new_tokens=6).tokens
+        greedy = generate(onnx_model.decoder, prompt, Decoding(max_new_tokens=6)).tokens
         eos = {
             "model": list(onnx_model.eos_ids),
             "one": [greedy[1]],
             "several": sorted(set(greedy)),
         }[eos_choice]
-        ours = generate(onnx_model.decoder, prompt, max_new_tokens=16, eos_ids=tuple(eos), num_beams=3)
+        ours = generate(onnx_model.decoder, prompt, Decoding(max_new_tokens=16, num_beams=3), eos_ids=tuple(eos))
         theirs = hf_new_tokens(
             torch_model,
             prompt,
@@ -105,22 +106,25 @@ def test_beam_search_equals_transformers(onnx_model, torch_model, eos_choice):
 
 def test_beam_of_one_token_is_greedy(onnx_model):
     prompt = prompts(onnx_model)[1]
-    greedy = generate(onnx_model.decoder, prompt, max_new_tokens=1)
-    assert generate(onnx_model.decoder, prompt, max_new_tokens=1, num_beams=4).tokens == greedy.tokens
+    greedy = generate(onnx_model.decoder, prompt, Decoding(max_new_tokens=1))
+    assert generate(onnx_model.decoder, prompt, Decoding(max_new_tokens=1, num_beams=4)).tokens == greedy.tokens
 
 
 def test_sampling_is_seeded_and_top_k_1_is_greedy(onnx_model):
     prompt = prompts(onnx_model)[0]
     kwargs = dict(max_new_tokens=15, do_sample=True, temperature=1.5, top_p=0.95)
-    first = generate(onnx_model.decoder, prompt, seed=11, **kwargs).tokens
-    assert generate(onnx_model.decoder, prompt, seed=11, **kwargs).tokens == first
-    others = {tuple(generate(onnx_model.decoder, prompt, seed=s, **kwargs).tokens) for s in range(12, 16)}
+    first = generate(onnx_model.decoder, prompt, Decoding(seed=11, **kwargs)).tokens
+    assert generate(onnx_model.decoder, prompt, Decoding(seed=11, **kwargs)).tokens == first
+    others = {tuple(generate(onnx_model.decoder, prompt, Decoding(seed=s, **kwargs)).tokens) for s in range(12, 16)}
     assert others - {tuple(first)}, "different seeds should not all sample the same continuation"
 
-    greedy = generate(onnx_model.decoder, prompt, max_new_tokens=15).tokens
-    assert generate(onnx_model.decoder, prompt, max_new_tokens=15, do_sample=True, top_k=1, seed=5).tokens == greedy
+    greedy = generate(onnx_model.decoder, prompt, Decoding(max_new_tokens=15)).tokens
+    assert (
+        generate(onnx_model.decoder, prompt, Decoding(max_new_tokens=15, do_sample=True, top_k=1, seed=5)).tokens
+        == greedy
+    )
     tiny_nucleus = dict(max_new_tokens=15, do_sample=True, top_p=1e-9, temperature=0.7, seed=5)
-    assert generate(onnx_model.decoder, prompt, **tiny_nucleus).tokens == greedy
+    assert generate(onnx_model.decoder, prompt, Decoding(**tiny_nucleus)).tokens == greedy
 
 
 def test_chunked_prefill_equals_one_pass(onnx_model, monkeypatch):
@@ -142,11 +146,11 @@ def test_generate_rejects_bad_arguments(onnx_model):
         dict(do_sample=True, top_p=0.0),
     ]:
         with pytest.raises(EdgecompError):
-            generate(onnx_model.decoder, [2, 5, 6], **{"max_new_tokens": 3, **kwargs})
+            generate(onnx_model.decoder, [2, 5, 6], Decoding(**{"max_new_tokens": 3, **kwargs}))
 
 
 def test_summarize_returns_summary_and_timings(export_dir, onnx_model):
-    out = summarize(export_dir, ARTICLE, max_new_tokens=8)
+    out = summarize(export_dir, ARTICLE, Decoding(max_new_tokens=8))
     assert set(out) == {"summary", "prompt_tokens", "new_tokens", "chunks", "truncated", "timings"}
     assert out["chunks"] == 1 and out["truncated"] is False
     assert isinstance(out["summary"], str) and out["summary"] == out["summary"].strip()
@@ -156,7 +160,7 @@ def test_summarize_returns_summary_and_timings(export_dir, onnx_model):
     assert set(timings) == {"load_s", "prefill_s", "decode_s", "tokens_per_s"}
     assert all(v >= 0 for v in timings.values()) and timings["load_s"] > 0
 
-    beams = summarize(export_dir, ARTICLE, max_new_tokens=8, num_beams=2)
+    beams = summarize(export_dir, ARTICLE, Decoding(max_new_tokens=8, num_beams=2))
     assert beams["prompt_tokens"] == out["prompt_tokens"]
 
 
@@ -171,15 +175,16 @@ def test_summarize_refuses_bad_input(export_dir, tmp_path):
         with pytest.raises(EdgecompError, match="CUDAExecutionProvider"):
             summarize(export_dir, ARTICLE, provider="cuda")
     with pytest.raises(EdgecompError, match="max_new_tokens"):
-        summarize(export_dir, ARTICLE, max_new_tokens=400)  # the tiny models have 256 positions
+        summarize(export_dir, ARTICLE, Decoding(max_new_tokens=400))  # the tiny models have 256 positions
 
 
 def test_runtime_never_imports_torch(export_dir):
     code = (
         "import json, sys\n"
-        "from edgecomp.runtime import summarize, summarize_many\n"
-        f"out = summarize({str(export_dir)!r}, {ARTICLE!r}, max_new_tokens=5, num_beams=2)\n"
-        f"summarize_many({str(export_dir)!r}, [{ARTICLE!r}] * 2 + [{ARTICLE * 40!r}], max_new_tokens=5, progress=False)\n"
+        "from edgecomp.runtime import Decoding, summarize, summarize_many\n"
+        f"out = summarize({str(export_dir)!r}, {ARTICLE!r}, Decoding(max_new_tokens=5, num_beams=2))\n"
+        f"summarize_many({str(export_dir)!r}, [{ARTICLE!r}] * 2 + [{ARTICLE * 40!r}], Decoding(max_new_tokens=5),"
+        " progress=False)\n"
         "heavy = [m for m in ('torch', 'transformers', 'optimum') if m in sys.modules]\n"
         "print(json.dumps({'heavy': heavy, 'new_tokens': out['new_tokens']}))\n"
     )
@@ -195,28 +200,28 @@ def test_batch_generation_equals_one_at_a_time(onnx_model):
     """Left-padded batches (prompts of 3 lengths) pick, row by row, what one prompt alone picks."""
     batch = prompts(onnx_model)
     decoder = onnx_model.decoder
-    alone = [generate(decoder, p, max_new_tokens=12).tokens for p in batch]
-    assert [g.tokens for g in generate_batch(decoder, batch, max_new_tokens=12)] == alone
+    alone = [generate(decoder, p, Decoding(max_new_tokens=12)).tokens for p in batch]
+    assert [g.tokens for g in generate_batch(decoder, batch, Decoding(max_new_tokens=12))] == alone
     # Rows that stop early leave the batch; the others go on unchanged.
     eos = (alone[0][3],)
-    stopped = [generate(decoder, p, max_new_tokens=12, eos_ids=eos).tokens for p in batch]
-    assert [g.tokens for g in generate_batch(decoder, batch, max_new_tokens=12, eos_ids=eos)] == stopped
+    stopped = [generate(decoder, p, Decoding(max_new_tokens=12), eos_ids=eos).tokens for p in batch]
+    assert [g.tokens for g in generate_batch(decoder, batch, Decoding(max_new_tokens=12), eos_ids=eos)] == stopped
     kwargs = dict(max_new_tokens=10, do_sample=True, temperature=1.3, top_k=50, seed=4)
-    sampled = [generate(decoder, p, **kwargs).tokens for p in batch]
-    assert [g.tokens for g in generate_batch(decoder, batch, **kwargs)] == sampled
+    sampled = [generate(decoder, p, Decoding(**kwargs)).tokens for p in batch]
+    assert [g.tokens for g in generate_batch(decoder, batch, Decoding(**kwargs))] == sampled
     # Chunked batch prefill (2 rows × 3 tokens a pass) changes nothing either.
     decoder_chunk = decoder.prefill_chunk
     try:
         decoder.prefill_chunk = 6
-        assert [g.tokens for g in generate_batch(decoder, batch, max_new_tokens=12)] == alone
+        assert [g.tokens for g in generate_batch(decoder, batch, Decoding(max_new_tokens=12))] == alone
     finally:
         decoder.prefill_chunk = decoder_chunk
 
 
 def test_summarize_many_equals_summarize(onnx_model):
     texts = [ARTICLE, "Scientists found a new species of frog.", "La ville a approuvé un budget. " * 3]
-    one = [summarize(onnx_model, t, max_new_tokens=10) for t in texts]
-    many = summarize_many(onnx_model, texts, max_new_tokens=10, batch_size=3)
+    one = [summarize(onnx_model, t, Decoding(max_new_tokens=10)) for t in texts]
+    many = summarize_many(onnx_model, texts, Decoding(max_new_tokens=10), batch_size=3)
     assert [m["summary"] for m in many] == [o["summary"] for o in one]
     assert [m["prompt_tokens"] for m in many] == [o["prompt_tokens"] for o in one]
     assert [m["new_tokens"] for m in many] == [o["new_tokens"] for o in one]
@@ -247,7 +252,7 @@ def test_text_stream_holds_back_partial_characters(onnx_model):
 def test_summarize_streams_the_summary(onnx_model):
     for kwargs in (dict(), dict(num_beams=2), dict(do_sample=True, seed=3)):
         pieces: list[str] = []
-        out = summarize(onnx_model, ARTICLE, max_new_tokens=12, on_token=pieces.append, **kwargs)
+        out = summarize(onnx_model, ARTICLE, Decoding(max_new_tokens=12, **kwargs), on_token=pieces.append)
         assert "".join(pieces) == out["summary"]
 
 
@@ -256,14 +261,14 @@ def test_long_article_is_summarized_by_chunks(onnx_model):
     long_text = " ".join(CORPUS * 12)
     assert len(onnx_model.encode(long_text)) > 900
     pieces: list[str] = []
-    out = summarize(onnx_model, long_text, max_new_tokens=8, on_token=pieces.append, progress=False)
+    out = summarize(onnx_model, long_text, Decoding(max_new_tokens=8), on_token=pieces.append, progress=False)
     assert out["chunks"] >= 4 and not out["truncated"]
     assert "".join(pieces) == out["summary"] and 1 <= out["new_tokens"] <= 8
     assert out["prompt_tokens"] > len(onnx_model.encode(long_text))  # every chunk, then the reduce pass
-    capped = summarize(onnx_model, long_text, max_new_tokens=8, max_chunks=2, progress=False)
+    capped = summarize(onnx_model, long_text, Decoding(max_new_tokens=8), max_chunks=2, progress=False)
     assert capped["chunks"] == 2 and capped["truncated"]
     # In a batch, a long article goes by chunks too, and equals summarize's result.
-    many = summarize_many(onnx_model, [ARTICLE, long_text], max_new_tokens=8, progress=False)
+    many = summarize_many(onnx_model, [ARTICLE, long_text], Decoding(max_new_tokens=8), progress=False)
     assert many[1]["summary"] == out["summary"] and many[1]["chunks"] == out["chunks"]
     with pytest.raises(EdgecompError, match="max_chunks"):
         summarize(onnx_model, long_text, max_chunks=0)
@@ -295,12 +300,13 @@ def test_logits_to_keep_patch(export_dir, onnx_model, tiny_base, tmp_path):
     assert last.shape == (1, 1, full.shape[-1])
     np.testing.assert_allclose(last[0, -1], full[0, -1], atol=1e-5)
     for p in prompts(onnx_model):
-        assert generate(patched.decoder, p, max_new_tokens=10).tokens == generate(
-            onnx_model.decoder, p, max_new_tokens=10
-        ).tokens
+        assert (
+            generate(patched.decoder, p, Decoding(max_new_tokens=10)).tokens
+            == generate(onnx_model.decoder, p, Decoding(max_new_tokens=10)).tokens
+        )
     batch = prompts(onnx_model)
-    assert [g.tokens for g in generate_batch(patched.decoder, batch, max_new_tokens=8)] == [
-        g.tokens for g in generate_batch(onnx_model.decoder, batch, max_new_tokens=8)
+    assert [g.tokens for g in generate_batch(patched.decoder, batch, Decoding(max_new_tokens=8))] == [
+        g.tokens for g in generate_batch(onnx_model.decoder, batch, Decoding(max_new_tokens=8))
     ]
 
 
@@ -350,11 +356,15 @@ def test_cuda_session_end_to_end(export_dir):
     p = prompts(cpu)[0]
     _, cache = gpu.decoder.prefill(p)
     assert cache.tensors[0].device_name().lower() == "cuda"
-    assert generate(gpu.decoder, p, max_new_tokens=10).tokens == generate(cpu.decoder, p, max_new_tokens=10).tokens
+    assert (
+        generate(gpu.decoder, p, Decoding(max_new_tokens=10)).tokens
+        == generate(cpu.decoder, p, Decoding(max_new_tokens=10)).tokens
+    )
     batch = prompts(cpu)
-    assert [g.tokens for g in generate_batch(gpu.decoder, batch, max_new_tokens=8)] == [
-        generate(cpu.decoder, q, max_new_tokens=8).tokens for q in batch
+    assert [g.tokens for g in generate_batch(gpu.decoder, batch, Decoding(max_new_tokens=8))] == [
+        generate(cpu.decoder, q, Decoding(max_new_tokens=8)).tokens for q in batch
     ]
-    assert generate(gpu.decoder, p, max_new_tokens=8, num_beams=3).tokens == generate(
-        cpu.decoder, p, max_new_tokens=8, num_beams=3
-    ).tokens
+    assert (
+        generate(gpu.decoder, p, Decoding(max_new_tokens=8, num_beams=3)).tokens
+        == generate(cpu.decoder, p, Decoding(max_new_tokens=8, num_beams=3)).tokens
+    )

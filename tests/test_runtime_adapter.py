@@ -24,8 +24,11 @@ def adapters(tiny_base, tmp_path_factory) -> list[Path]:
     """Three adapters of q, v and down only (so fused q/k/v and gate/up layers get zero blocks), one
     of another rank."""
     root = tmp_path_factory.mktemp("runtime-adapters")
-    return [make_adapter(tiny_base, root / "a", 1), make_adapter(tiny_base, root / "b", 2),
-            make_adapter(tiny_base, root / "c", 3, rank=2)]
+    return [
+        make_adapter(tiny_base, root / "a", 1),
+        make_adapter(tiny_base, root / "b", 2),
+        make_adapter(tiny_base, root / "c", 3, rank=2),
+    ]
 
 
 def _spec(adapters, weights):
@@ -52,11 +55,13 @@ def _logits(model: OnnxCausalLM) -> np.ndarray:
 @pytest.mark.parametrize("quantize", ["none", "int8"])
 def test_run_time_update_gives_the_merged_exports_logits(tiny_base, adapters, tmp_path, quantize):
     weights = (1.0, 0.5, -1.0)
-    base = OnnxCausalLM.load(cached_export(resolve_spec({}, tmp_path), base=str(tiny_base), quantize=quantize,
-                                           lora_inputs=True))
+    base = OnnxCausalLM.load(
+        cached_export(resolve_spec({}, tmp_path), base=str(tiny_base), quantize=quantize, lora_inputs=True)
+    )
     plain = OnnxCausalLM.load(cached_export(resolve_spec({}, tmp_path), base=str(tiny_base), quantize=quantize))
-    merged = OnnxCausalLM.load(cached_export(resolve_spec(_spec(adapters, weights), tmp_path), base=str(tiny_base),
-                                             quantize=quantize))
+    merged = OnnxCausalLM.load(
+        cached_export(resolve_spec(_spec(adapters, weights), tmp_path), base=str(tiny_base), quantize=quantize)
+    )
     np.testing.assert_allclose(_logits(base), _logits(plain), atol=1e-5)  # zero update: the base itself
     base.set_adapter(delta_factors(zip(adapters, weights)))
     reference, got = _logits(merged), _logits(base)
@@ -64,8 +69,9 @@ def test_run_time_update_gives_the_merged_exports_logits(tiny_base, adapters, tm
     if quantize == "none":
         assert float(np.abs(got - reference).max()) <= 1e-4 * scale
     else:  # int8 rounds W + ΔW in one case and W alone (ΔW exact) in the other: both as far from fp32
-        exact = _logits(OnnxCausalLM.load(cached_export(resolve_spec(_spec(adapters, weights), tmp_path),
-                                                        base=str(tiny_base))))
+        exact = _logits(
+            OnnxCausalLM.load(cached_export(resolve_spec(_spec(adapters, weights), tmp_path), base=str(tiny_base)))
+        )
         merged_error = float(np.abs(reference - exact).mean())
         assert float(np.abs(got - exact).mean()) <= 1.5 * merged_error
     assert float(np.abs(got - _logits(plain)).max()) > 1e-3  # the update does something

@@ -49,8 +49,9 @@ def test_an_unshipped_language_is_explained():
 
 @pytest.mark.parametrize("lang", sorted(LANGUAGES))
 def test_each_bundled_article_is_summarized_in_its_language(lang):
-    result = CliRunner().invoke(app, ["summarize", str(DEMO / f"article_{lang}.txt"), "--max-new-tokens", "40",
-                                      "--json"])
+    result = CliRunner().invoke(
+        app, ["summarize", str(DEMO / f"article_{lang}.txt"), "--max-new-tokens", "40", "--json"]
+    )
     assert result.exit_code == 0, result.output
     out = json.loads(result.stdout)
     assert f"language: {lang} (detected)" in result.stderr

@@ -27,18 +27,31 @@ def library(tiny_llama_dir, tmp_path_factory):
     root = tmp_path_factory.mktemp("library")
     base = {"name": "tiny", "spec": str(tiny_llama_dir), "fingerprint": None}
     for i, (kind, lang, loss) in enumerate(
-        [("task", "en", 1.0), ("task", "ur", 1.5), ("language", "vi", 2.0), ("language", "en", 2.0),
-         ("language", "en", 3.0)]
+        [
+            ("task", "en", 1.0),
+            ("task", "ur", 1.5),
+            ("language", "vi", 2.0),
+            ("language", "en", 2.0),
+            ("language", "en", 3.0),
+        ]
     ):
-        make_adapter(tiny_llama_dir, root / f"{kind}-{lang}-{i}", seed=i,
-                     meta={"kind": kind, "lang": lang, "final_loss": loss, "base": base})
+        make_adapter(
+            tiny_llama_dir,
+            root / f"{kind}-{lang}-{i}",
+            seed=i,
+            meta={"kind": kind, "lang": lang, "final_loss": loss, "base": base},
+        )
     return root
 
 
 def test_term_syntax():
     assert parse_term_arg("runs/a") == {"path": "runs/a", "weight": 1.0}
     assert parse_term_arg("runs/a:-1:attention=0.5,layers=0-1") == {
-        "path": "runs/a", "weight": "-1", "attention": "0.5", "layers": "0-1"}
+        "path": "runs/a",
+        "weight": "-1",
+        "attention": "0.5",
+        "layers": "0-1",
+    }
     with pytest.raises(EdgecompError, match="unknown option 'rank=2'"):
         parse_term_arg("a:1:rank=2")
 
@@ -49,15 +62,18 @@ def test_arithmetic_scenario_picks_by_kind_and_language(library):
     assert picked == [("task-en-0", 1.0), ("language-vi-2", 1.0), ("language-en-3", -0.5)]  # lowest loss for en
 
 
-@pytest.mark.parametrize("spec, message", [
-    ({"scenario": "arithmetic", "library": ".", "target": "sw"}, "no language adapter for 'sw'"),
-    ({"scenario": "arithmetic", "library": ".", "target": "xx"}, "unknown language code 'xx'"),
-    ({"scenario": "magic", "library": ".", "target": "vi"}, "unknown scenario 'magic'"),
-    ({"scenario": "arithmetic", "target": "vi"}, "needs a target language and a library"),
-    ({"adapters": [{"path": "task-en-0", "weight": "heavy"}]}, "'heavy' is not a number"),
-    ({"adapters": [{"path": "task-en-0", "layers": "5-2"}]}, "bad layer range 5-2"),
-    ({"method": "mean"}, "unknown method 'mean'"),
-])
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ({"scenario": "arithmetic", "library": ".", "target": "sw"}, "no language adapter for 'sw'"),
+        ({"scenario": "arithmetic", "library": ".", "target": "xx"}, "unknown language code 'xx'"),
+        ({"scenario": "magic", "library": ".", "target": "vi"}, "unknown scenario 'magic'"),
+        ({"scenario": "arithmetic", "target": "vi"}, "needs a target language and a library"),
+        ({"adapters": [{"path": "task-en-0", "weight": "heavy"}]}, "'heavy' is not a number"),
+        ({"adapters": [{"path": "task-en-0", "layers": "5-2"}]}, "bad layer range 5-2"),
+        ({"method": "mean"}, "unknown method 'mean'"),
+    ],
+)
 def test_bad_specs_are_refused(library, spec, message):
     with pytest.raises(EdgecompError, match=message):
         resolve_spec(spec, library)
@@ -74,8 +90,14 @@ def test_digest_follows_content_not_paths(library, tmp_path):
 
 
 def test_compose_writes_a_peft_adapter_that_matches_merging(library, tiny_llama_dir, tmp_path):
-    args = ["--adapter", f"{library / 'task-en-0'}:1", "--adapter", f"{library / 'language-vi-2'}:1:mlp=0.5",
-            "--adapter", f"{library / 'language-en-3'}:-1"]
+    args = [
+        "--adapter",
+        f"{library / 'task-en-0'}:1",
+        "--adapter",
+        f"{library / 'language-vi-2'}:1:mlp=0.5",
+        "--adapter",
+        f"{library / 'language-en-3'}:-1",
+    ]
     for name in ("c1", "c2"):
         result = cli("compose", *args, "--method", "delta", "--out", tmp_path / name)
         assert result.exit_code == 0, result.output
@@ -108,7 +130,10 @@ def test_export_cache_is_named_by_the_spec(library, tiny_llama_dir, tmp_path, ed
     a = json.loads((tmp_path / "a" / "edgecomp-export.json").read_text())
     b = json.loads((tmp_path / "b" / "edgecomp-export.json").read_text())
     assert a == b and a["spec_sha256"][:32] in {e.name for e in entries}
-    assert cli("merge-export", *args[:1], f"{library / 'task-en-0'}:0.5", *args[2:], "--out", tmp_path / "c").exit_code == 0
+    assert (
+        cli("merge-export", *args[:1], f"{library / 'task-en-0'}:0.5", *args[2:], "--out", tmp_path / "c").exit_code
+        == 0
+    )
     assert len(exports()) == len(entries) + 1
 
 
@@ -125,7 +150,12 @@ def test_adapters_list(library):
     assert result.exit_code == 0, result.output
     rows = json.loads(result.stdout)
     assert [(r["kind"], r["lang"], r["rank"]) for r in rows] == [
-        ("language", "en", 4), ("language", "en", 4), ("language", "vi", 4), ("task", "en", 4), ("task", "ur", 4)]
+        ("language", "en", 4),
+        ("language", "en", 4),
+        ("language", "vi", 4),
+        ("task", "en", 4),
+        ("task", "ur", 4),
+    ]
     assert cli("adapters", "list", library).exit_code == 0
 
 

@@ -17,8 +17,19 @@ from edgecomp.data.tokenizer import load_tokenizer
 from edgecomp.models.gguf_tokenizer import save_hf_tokenizer, tokenizer_from_gguf
 
 FIXTURE = Path(__file__).parent / "fixtures" / "llamacpp_gemma3_tokens.json"
-ODD = ["", " ", "  two  spaces ", "\n\n\n\ttab", "<bos><start_of_turn>user\n</s>", "😀 𝔘𝔫𝔦𝔠𝔬𝔡𝔢 \u200b\x00",
-       "a" * 300, "▁literal▁marks", "ह" * 50 + " नमस्ते", "مرحبا بالعالم", "Xin chào thế giới"]
+ODD = [
+    "",
+    " ",
+    "  two  spaces ",
+    "\n\n\n\ttab",
+    "<bos><start_of_turn>user\n</s>",
+    "😀 𝔘𝔫𝔦𝔠𝔬𝔡𝔢 \u200b\x00",
+    "a" * 300,
+    "▁literal▁marks",
+    "ह" * 50 + " नमस्ते",
+    "مرحبا بالعالم",
+    "Xin chào thế giới",
+]
 
 
 @pytest.fixture(scope="module")

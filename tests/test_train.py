@@ -42,7 +42,15 @@ def test_qlora_moves_the_loss_and_records_metadata(qlora_language, mono_file):
 def test_adapter_is_a_loadable_peft_folder_targeting_block_linears(qlora_language, tiny_base):
     out, _ = qlora_language
     config = json.loads((out / "adapter_config.json").read_text())
-    assert set(config["target_modules"]) == {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
+    assert set(config["target_modules"]) == {
+        "q_proj",
+        "k_proj",
+        "v_proj",
+        "o_proj",
+        "gate_proj",
+        "up_proj",
+        "down_proj",
+    }
     base = AutoModelForCausalLM.from_pretrained(tiny_base)
     model = PeftModel.from_pretrained(base, out)
     ids = torch.tensor([[2, 30, 31, 32, 33]])

@@ -12,24 +12,24 @@ from tiny import CORPUS
 
 from edgecomp.data.prompts import INSTRUCTION, prompt_ids
 from edgecomp.data.tokenizer import encoder, load_tokenizer
+from edgecomp.data.vocab_map import VOCAB_MAP, IdMap, byte_token_ids, load_id_map
 from edgecomp.errors import EdgecompError
 from edgecomp.eval.perplexity import score_onnx, token_sequences
 from edgecomp.export.pipeline import MANIFEST, export_checkpoint
-from edgecomp.export.trim import (
-    VOCAB_MAP,
-    IdMap,
-    byte_token_ids,
-    corpus_lines,
-    kept_ids,
-    load_id_map,
-    trim_model,
-)
+from edgecomp.export.trim import corpus_lines, kept_ids, trim_model
 from edgecomp.fsutil import sha256_file
-from edgecomp.runtime import OnnxCausalLM, generate
+from edgecomp.runtime import Decoding, OnnxCausalLM, generate
 from edgecomp.runtime.session import KVCache
 
-ENGLISH = [line for line in CORPUS if line.isascii() and "Serikali" not in line and "Mvua" not in line
-           and "Wanasayansi" not in line and "La ville" not in line]
+ENGLISH = [
+    line
+    for line in CORPUS
+    if line.isascii()
+    and "Serikali" not in line
+    and "Mvua" not in line
+    and "Wanasayansi" not in line
+    and "La ville" not in line
+]
 
 
 @pytest.fixture(scope="module")
@@ -184,10 +184,18 @@ def test_generation_through_the_id_map_matches_the_masked_full_model(exports, nu
     trimmed = OnnxCausalLM.load(exports["trimmed"][0])
     id_map = load_id_map(exports["trimmed"][0], trimmed.tokenizer)
     prompt = prompt_ids(full.encode, ENGLISH[1], full.bos_id, 64)
-    reference = generate(MaskedDecoder(full.decoder, id_map.to_original), prompt, max_new_tokens=8,
-                         eos_ids=full.eos_ids, num_beams=num_beams).tokens
-    out = generate(trimmed.decoder, id_map.to_trimmed_ids(prompt), max_new_tokens=8,
-                   eos_ids=id_map.trimmed_special_ids(trimmed.eos_ids), num_beams=num_beams)
+    reference = generate(
+        MaskedDecoder(full.decoder, id_map.to_original),
+        prompt,
+        Decoding(max_new_tokens=8, num_beams=num_beams),
+        eos_ids=full.eos_ids,
+    ).tokens
+    out = generate(
+        trimmed.decoder,
+        id_map.to_trimmed_ids(prompt),
+        Decoding(max_new_tokens=8, num_beams=num_beams),
+        eos_ids=id_map.trimmed_special_ids(trimmed.eos_ids),
+    )
     assert id_map.to_original_ids(out.tokens) == reference
 
 

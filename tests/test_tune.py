@@ -10,19 +10,27 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
+from tiny import CORPUS
 
 from edgecomp.errors import EdgecompError
-from edgecomp.export.quantization.gptq import GPTQConfig
 from edgecomp.export.onnx_export import export_onnx
-from edgecomp.export.quantization.apply import INT4, INT8, WeightOnlyConfig, int4_options, quantize_model
-from edgecomp.export.quantization.scale_tuning import TuneConfig, tune_scales
+from edgecomp.export.quantization.apply import quantize_model
+from edgecomp.export.quantization.scale_tuning import tune_scales
+from edgecomp.export.quantization.schemes.int4 import INT4, int4_options
+from edgecomp.export.quantization.schemes.int8 import INT8
+from edgecomp.export.quantization.weight_only import GPTQConfig, TuneConfig, WeightOnlyConfig
 from edgecomp.runtime.session import DecoderSession, KVShape
-from tiny import CORPUS
 
 # Tiny models: blocks of 16 on a hidden size of 64; exact int arithmetic in ONNX Runtime
 # (accuracy_level 0) so the student can be compared tightly.
-SMALL = WeightOnlyConfig(bits=4, block_size=16, head_bits=8, head_block_size=32, accuracy_level=0,
-                         gptq=GPTQConfig(sequence_length=32, tokens=32 * 64))
+SMALL = WeightOnlyConfig(
+    bits=4,
+    block_size=16,
+    head_bits=8,
+    head_block_size=32,
+    accuracy_level=0,
+    gptq=GPTQConfig(sequence_length=32, tokens=32 * 64),
+)
 
 
 def shuffled_lines(count: int, seed: int) -> list[str]:
@@ -88,8 +96,9 @@ def test_tuning_brings_the_written_graph_closer_to_fp32(tiny_base, tmp_path, cal
     raw = export_onnx(tiny_base, tmp_path / "raw").parent
     quantize_model(raw, tmp_path / "gptq", "int4", SMALL, tokenizer_dir=tiny_base, calibration=[calibration])
     tuned_config = replace(SMALL, tune=TuneConfig(steps=60, batch=4, lr=1e-3, top_k=128, holdout=8))
-    report = quantize_model(raw, tmp_path / "tuned", "int4", tuned_config, tokenizer_dir=tiny_base,
-                            calibration=[calibration])
+    report = quantize_model(
+        raw, tmp_path / "tuned", "int4", tuned_config, tokenizer_dir=tiny_base, calibration=[calibration]
+    )
     assert report["tune"]["heldout_kl_after"] < report["tune"]["heldout_kl_before"]
 
     plain, tuned = (onnx.load(str(tmp_path / d / "model.onnx")) for d in ("gptq", "tuned"))
@@ -102,7 +111,9 @@ def test_tuning_brings_the_written_graph_closer_to_fp32(tiny_base, tmp_path, cal
 
     ids = heldout_ids(tiny_base)
     fp32 = [logits(raw, config, s) for s in ids]
-    distance = {d: np.mean([kl(f, logits(tmp_path / d, config, s)) for f, s in zip(fp32, ids)]) for d in ("gptq", "tuned")}
+    distance = {
+        d: np.mean([kl(f, logits(tmp_path / d, config, s)) for f, s in zip(fp32, ids)]) for d in ("gptq", "tuned")
+    }
     assert distance["tuned"] < distance["gptq"], distance
 
 
@@ -120,8 +131,13 @@ def test_int4_options():
     assert seven.eight_bit_layers == INT4.eight_bit_layers == (0, 1, 3, -1)
     assert int4_options(INT4, eight_bit_layers="none").eight_bit_layers == ()
     assert int4_options(INT4, eight_bit_layers="2, -2").eight_bit_layers == (2, -2)
-    for config, options in ((None, {"tune_steps": 5}), (INT8, {"block_size": 16}), (INT4, {"tune_steps": -1}),
-                            (INT4, {"block_size": 24}), (INT4, {"eight_bit_layers": "first"}),
-                            (INT8, {"eight_bit_layers": "0"})):
+    for config, options in (
+        (None, {"tune_steps": 5}),
+        (INT8, {"block_size": 16}),
+        (INT4, {"tune_steps": -1}),
+        (INT4, {"block_size": 24}),
+        (INT4, {"eight_bit_layers": "first"}),
+        (INT8, {"eight_bit_layers": "0"}),
+    ):
         with pytest.raises(EdgecompError):
             int4_options(config, **options)

@@ -1,7 +1,9 @@
 """Tiny random models and a tiny tokenizer, built on the spot: nothing in the tests downloads.
 
 The tokenizer has Gemma's shape (SentencePiece-style BPE with byte fallback, ``▁`` for spaces,
-``<pad>=0 <eos>=1 <bos>=2 <unk>=3``), the models are Llama- and Gemma3-shaped with a few layers.
+``<pad>=0 <eos>=1 <bos>=2 <unk>=3``); the models are one per registered family
+(:mod:`edgecomp.models.families`: Llama, Gemma3, Qwen2, Qwen3), a few layers each, shaped by the
+family's ``tiny_config`` on top of the sizes here.
 """
 
 from __future__ import annotations
@@ -10,13 +12,9 @@ from pathlib import Path
 
 import torch
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
-from transformers import (
-    Gemma3ForCausalLM,
-    Gemma3TextConfig,
-    LlamaConfig,
-    LlamaForCausalLM,
-    PreTrainedTokenizerFast,
-)
+from transformers import AutoConfig, AutoModelForCausalLM, PreTrainedTokenizerFast
+
+from edgecomp.models.families import FAMILIES
 
 SPECIALS = ["<pad>", "<eos>", "<bos>", "<unk>"]
 CORPUS = [
@@ -35,9 +33,7 @@ def tiny_tokenizer(vocab_size: int = 400) -> PreTrainedTokenizerFast:
     tok = Tokenizer(models.BPE(unk_token="<unk>", byte_fallback=True, fuse_unk=True))
     tok.normalizer = normalizers.Replace(" ", "▁")
     tok.pre_tokenizer = pre_tokenizers.Split("▁", behavior="merged_with_next")
-    tok.decoder = decoders.Sequence(
-        [decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse()]
-    )
+    tok.decoder = decoders.Sequence([decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse()])
     byte_tokens = [f"<0x{i:02X}>" for i in range(256)]
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size + len(byte_tokens),
@@ -74,26 +70,33 @@ def _common(vocab_size: int) -> dict:
     )
 
 
+def tiny_model(kind: str, vocab_size: int):
+    """A random model of the family named ``kind``: the common sizes plus the family's tiny config.
+    Biases (Qwen2's q/k/v) are random too: transformers starts them at zero, which would hide a
+    graph that drops them."""
+    family = FAMILIES[kind]
+    config = AutoConfig.for_model(family.model_types[0], **{**_common(vocab_size), **family.tiny_config})
+    model = AutoModelForCausalLM.from_config(config)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if name.endswith(".bias"):
+                param.normal_(0.0, config.initializer_range)
+    return model
+
+
 def tiny_llama(vocab_size: int):
-    return LlamaForCausalLM(LlamaConfig(**_common(vocab_size)))
+    return tiny_model("llama", vocab_size)
 
 
 def tiny_gemma3(vocab_size: int):
-    cfg = Gemma3TextConfig(
-        **_common(vocab_size),
-        head_dim=16,
-        query_pre_attn_scalar=16,
-        sliding_window=8,
-        layer_types=["sliding_attention", "full_attention"],
-    )
-    return Gemma3ForCausalLM(cfg)
+    return tiny_model("gemma3", vocab_size)
 
 
 def save_tiny(kind: str, out: Path, seed: int = 0) -> Path:
     """Write a tiny random checkpoint (safetensors, config, tokenizer) to ``out``."""
     torch.manual_seed(seed)
     tok = tiny_tokenizer()
-    model = {"llama": tiny_llama, "gemma3": tiny_gemma3}[kind](len(tok))
+    model = tiny_model(kind, len(tok))
     model.generation_config.bos_token_id = 2
     model.generation_config.eos_token_id = 1
     model.generation_config.pad_token_id = 0

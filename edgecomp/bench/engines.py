@@ -15,6 +15,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from ..errors import EdgecompError
+from ..model_folder import special_ids
 
 # A few scripts and byte-fallback characters, repeated until the prompt is long enough.
 BENCH_TEXT = (
@@ -74,10 +75,11 @@ class OnnxEngine(Engine):
         self.detail = f"{provider}, logits_to_keep={'yes' if self.model.decoder.has_logits_to_keep else 'no'}"
 
     def run(self, prompt_tokens: int, new_tokens: int) -> tuple[float, float, int]:
+        from ..runtime.decoding import Decoding
         from ..runtime.generate import generate
 
         prompt = bench_prompt(self.model.encode, self.model.bos_id, prompt_tokens)
-        out = generate(self.model.decoder, prompt, max_new_tokens=new_tokens, eos_ids=())
+        out = generate(self.model.decoder, prompt, Decoding(max_new_tokens=new_tokens))
         return out.prefill_s, out.decode_s, out.steps
 
 
@@ -103,7 +105,7 @@ class TorchEngine(Engine):
         self.model = self.model.eval().to(self.device)
         self.load_s = time.perf_counter() - start
         self.encode = encoder(load_tokenizer(path))
-        self.bos_id = self.model.generation_config.bos_token_id or self.model.config.bos_token_id
+        self.bos_id = special_ids(path).bos
         self.model_bytes = files_bytes(sorted(path.glob("*.safetensors")))
         self.detail = f"fp32, {self.device}"
 

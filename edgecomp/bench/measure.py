@@ -65,8 +65,17 @@ def _worker(conn, spec: EngineSpec, prompt_tokens: int, new_tokens: int, warmup:
         engine = make_engine(spec.kind, **spec.kwargs)
         for _ in range(warmup):
             engine.run(prompt_tokens, new_tokens)
-        conn.send(("ready", {"detail": engine.detail, "threads": engine.threads, "load_s": engine.load_s,
-                             "model_bytes": engine.model_bytes}))
+        conn.send(
+            (
+                "ready",
+                {
+                    "detail": engine.detail,
+                    "threads": engine.threads,
+                    "load_s": engine.load_s,
+                    "model_bytes": engine.model_bytes,
+                },
+            )
+        )
         while conn.recv() == "run":
             conn.send(("ran", engine.run(prompt_tokens, new_tokens)))
         conn.send(("done", _peak_rss_mb()))

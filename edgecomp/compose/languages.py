@@ -8,13 +8,12 @@ a row for all 184, with both family and syntactic data for 159 (not, e.g., for S
 which have no syntactic data, or Basque, Bokmål and Quechua, which have no family).
 
 URIEL comes from ``urielplus`` rather than ``lang2vec``. Both ship the same URIEL npz data and need no
-network after ``pip install``, but lang2vec 1.1.2 (last release 2019) imports ``pkg_resources``,
-which setuptools >= 81 no longer has (import fails in this venv), takes 3 s to import and has no
-distance function; urielplus 1.3.2 imports in 0.3 s, loads in about 1 s, and names the distance kinds
-(genetic, syntactic, geographic, phonological, inventory, featural, morphological, script). Its cost
-is pandas (~90 MB installed; urielplus itself is 20 MB) and a one-time copy of its 9 MB of npz files
-inside its own package folder on first load (a read-only install fails there once, with a clear
-error). Its data is CC BY-SA 4.0.
+network after ``pip install``, but lang2vec imports ``pkg_resources``, which current setuptools no
+longer has, is slow to import and has no distance function; urielplus imports quickly
+and names the distance kinds (genetic, syntactic, geographic, phonological, inventory, featural,
+morphological, script). Its cost is pandas and a one-time copy of its npz files inside its own
+package folder on first load (a read-only install fails there once, with a clear error). Versions,
+sizes and times: benchmarks/URIEL.md. Its data is CC BY-SA 4.0.
 
 No torch here: pure Python plus URIEL's numpy arrays.
 """
@@ -70,7 +69,7 @@ def iso639_3(code: str) -> str:
 
 @functools.lru_cache(maxsize=1)
 def uriel():
-    """The URIEL+ knowledge base (loaded once per process, about 1 s), its original URIEL data only.
+    """The URIEL+ knowledge base (loaded once per process: loading is slow), its original URIEL data only.
 
     urielplus calls ``logging.basicConfig(level=INFO)`` on import and logs at INFO while loading; a
     temporary handler keeps that import from configuring the root logger, and loading runs with INFO
@@ -106,7 +105,7 @@ def uriel_languages() -> frozenset[str]:
 def check_language(code: str) -> str:
     """``code`` as the ISO 639-3 code URIEL uses, or an :class:`EdgecompError` if URIEL lacks it."""
     iso3 = iso639_3(code)
-    # every ISO 639-1 language has a URIEL row (checked against urielplus 1.3.2): no load needed
+    # every ISO 639-1 language has a URIEL row (tests/test_related.py checks it): no load needed
     if iso3 not in ISO639_1.values() and iso3 not in uriel_languages():
         raise EdgecompError(
             f"unknown language code '{code}': not an ISO 639-1 code and not one of URIEL's "

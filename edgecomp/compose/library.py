@@ -32,8 +32,21 @@ def library_table(rows: list[dict]):
     from rich.table import Table
 
     table = Table(title=f"{len(rows)} adapters")
-    for column in ("path", "kind", "lang", "base", "rank", "quantization", "data", "steps", "final_loss", "tokens_per_s"):
-        table.add_column(column, justify="right" if column in ("rank", "steps", "final_loss", "tokens_per_s") else "left")
+    for column in (
+        "path",
+        "kind",
+        "lang",
+        "base",
+        "rank",
+        "quantization",
+        "data",
+        "steps",
+        "final_loss",
+        "tokens_per_s",
+    ):
+        table.add_column(
+            column, justify="right" if column in ("rank", "steps", "final_loss", "tokens_per_s") else "left"
+        )
     for row in rows:
         table.add_row(*("-" if v is None else str(v) for v in row.values()))
     return table

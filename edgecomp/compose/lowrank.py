@@ -1,15 +1,16 @@
 """Any composition as one LoRA ``{module: (A, B)}`` with one scale, so it can be written as an adapter.
 
-Exact factors are passed through unchanged. Dense updates (``ties``, ``dare``), or any composition
-when a rank is asked for (``delta``'s concatenated rank Σrᵢ can be large), become the truncated SVD
-B·A of ΔW, the best rank-r approximation in Frobenius norm (Eckart–Young). Truncation loses part of
-the update, so the relative error per module is reported rather than left silent.
+Exact factors are passed through unchanged. Dense updates (a method whose ``output`` is ``dense``),
+or any composition when a rank is asked for (``delta``'s concatenated rank Σrᵢ can be large), become
+the truncated SVD B·A of ΔW, the best rank-r approximation in Frobenius norm (Eckart–Young).
+Truncation loses part of the update, so the relative error per module is reported rather than left
+silent.
 """
 
 from __future__ import annotations
 
 from ..errors import EdgecompError
-from .methods import Composed
+from .methods import METHODS, Composed
 
 
 def _svd(composed: Composed, module: str):
@@ -52,8 +53,9 @@ def to_low_rank(composed: Composed, rank: int | None = None) -> tuple[dict, floa
 
     if rank is None:
         if composed.dense:
+            dense = ", ".join(f"'{m.name}'" for m in METHODS.values() if m.output == "dense")
             raise EdgecompError(
-                "the composition is a full-rank update (methods 'ties' and 'dare' give one); "
+                f"the composition is a full-rank update (methods {dense} give one); "
                 "pass --rank to write it as an adapter (merging it into the base works without)"
             )
         return composed.low_rank, composed.scale, {"exact": True}
@@ -62,8 +64,10 @@ def to_low_rank(composed: Composed, rank: int | None = None) -> tuple[dict, floa
     low_rank = {}
     for module, (a, b, _) in factors.items():
         pad = common - a.shape[0]
-        low_rank[module] = (torch.cat([a, a.new_zeros(pad, a.shape[1])]),
-                            torch.cat([b, b.new_zeros(b.shape[0], pad)], dim=1))
+        low_rank[module] = (
+            torch.cat([a, a.new_zeros(pad, a.shape[1])]),
+            torch.cat([b, b.new_zeros(b.shape[0], pad)], dim=1),
+        )
     errors = {module: error for module, (_, _, error) in factors.items()}
     report = {
         "exact": False,

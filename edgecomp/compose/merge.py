@@ -46,8 +46,15 @@ def add_deltas(model, composed: Composed) -> None:
             weight.add_(delta.to(weight.dtype))
 
 
-def merged_checkpoint(base_path: Path, composed: Composed | None, merge_base: str, out_dir: Path, *,
-                      allow_pickle: bool = False, trust_remote_code: bool = False) -> Path:
+def merged_checkpoint(
+    base_path: Path,
+    composed: Composed | None,
+    merge_base: str,
+    out_dir: Path,
+    *,
+    allow_pickle: bool = False,
+    trust_remote_code: bool = False,
+) -> Path:
     """Write ``base (+ ΔW)`` as a safetensors checkpoint with the base's tokenizer into ``out_dir``."""
     import torch
 
@@ -55,8 +62,9 @@ def merged_checkpoint(base_path: Path, composed: Composed | None, merge_base: st
 
     if merge_base not in MERGE_BASES:
         raise EdgecompError(f"--merge-base must be one of {', '.join(MERGE_BASES)}")
-    model = load_causal_lm(base_path, device="cpu", dtype=torch.float32, allow_pickle=allow_pickle,
-                           trust_remote_code=trust_remote_code)
+    model = load_causal_lm(
+        base_path, device="cpu", dtype=torch.float32, allow_pickle=allow_pickle, trust_remote_code=trust_remote_code
+    )
     if merge_base == "dequantized":
         nf4_dequantize_blocks(model)
     if composed is not None:

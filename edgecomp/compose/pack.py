@@ -25,8 +25,9 @@ MODULE_SETS = {"all": ("attention", "mlp"), "attention": ("attention",), "mlp": 
 DTYPES = ("float32", "float16", "bfloat16")
 
 
-def pack_adapter(src: Path, out: Path, *, rank: int, modules: str = "all", dtype: str = "float16",
-                 force: bool = False) -> dict:
+def pack_adapter(
+    src: Path, out: Path, *, rank: int, modules: str = "all", dtype: str = "float16", force: bool = False
+) -> dict:
     """Write ``src`` at ``rank``, keeping the ``modules`` types, stored as ``dtype``; return its manifest."""
     if modules not in MODULE_SETS:
         raise EdgecompError(f"--modules must be one of {', '.join(MODULE_SETS)} (got '{modules}')")
@@ -36,13 +37,26 @@ def pack_adapter(src: Path, out: Path, *, rank: int, modules: str = "all", dtype
         raise EdgecompError(f"--rank must be at least 1 (got {rank})")
     check_output_dir(out, force)
     adapter = load_adapter(src)
-    kept = {m: ab for m, ab in adapter.weights.items() if module_type(m) in MODULE_SETS[modules]}
+    unknown = sorted(m for m in adapter.weights if module_type(m) is None)
+    if unknown and modules != "all":
+        raise EdgecompError(
+            f"{src}: module '{unknown[0]}' is neither attention nor MLP in any known model family; "
+            "--modules attention/mlp cannot sort it (use --modules all)"
+        )
+    kept = {m: ab for m, ab in adapter.weights.items() if modules == "all" or module_type(m) in MODULE_SETS[modules]}
     if not kept:
         raise EdgecompError(f"{src}: no {modules} modules to keep")
     low_rank, scale, report = to_low_rank(Composed(low_rank=kept, scale=adapter.scale), rank)
-    meta = {**(adapter.meta or {}), "packed": {"from_rank": adapter.rank, "rank": report["rank"],
-                                              "modules": modules, "dtype": dtype,
-                                              "relative_error": report["relative_error"]}}
+    meta = {
+        **(adapter.meta or {}),
+        "packed": {
+            "from_rank": adapter.rank,
+            "rank": report["rank"],
+            "modules": modules,
+            "dtype": dtype,
+            "relative_error": report["relative_error"],
+        },
+    }
     config = {**adapter.config, "target_modules": sorted({m.rsplit(".", 1)[-1] for m in kept})}
     named = ((adapter.meta or {}).get("base") or {}).get("spec")
     if named:  # the base as its trainer named it, not the local cache path PEFT recorded
@@ -56,5 +70,7 @@ def pack_summary(out: Path, meta: dict) -> str:
     """One line on what packing did: ranks, modules, dtype, size and truncation error."""
     p = meta["packed"]
     size = (out / "adapter_model.safetensors").stat().st_size
-    return (f"rank {p['from_rank']} → {p['rank']}, {p['modules']}, {p['dtype']}, {size / 2**20:.2f} MB; "
-            f"truncation error {p['relative_error']['mean']:.2f} mean, {p['relative_error']['max']:.2f} max")
+    return (
+        f"rank {p['from_rank']} → {p['rank']}, {p['modules']}, {p['dtype']}, {size / 2**20:.2f} MB; "
+        f"truncation error {p['relative_error']['mean']:.2f} mean, {p['relative_error']['max']:.2f} max"
+    )

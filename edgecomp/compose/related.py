@@ -2,12 +2,12 @@
 
 Distances are URIEL+'s (``urielplus``): the angular distance ``2·arccos(cos θ)/π`` in [0, 1] between
 two languages' URIEL vectors over the features both have values for, sources merged by union, rounded
-to 4 places, as ``URIELPlus.new_distance`` computes it; here it is vectorised (milliseconds rather than
-about 0.03-0.3 s a pair) and tested against ``new_distance``. One deliberate difference: when a
-language's family vector is empty, its genetic distance is unknown (left out), where ``new_distance``
-compares a near-zero vector and reports e.g. 0.96. Empty means an isolate (Basque) but also gaps in
-URIEL's data (Norwegian Bokmål ``nob`` and Nynorsk ``nno``, Quechua ``que``, Twi ``twi``), so "unknown"
-is safer than "unrelated".
+to 4 places, as ``URIELPlus.new_distance`` computes it; here it is vectorised (all candidates at once
+rather than one slow call a pair: benchmarks/URIEL.md) and tested against ``new_distance``. One
+deliberate difference: when a language's family vector is empty, its genetic distance is unknown
+(left out), where ``new_distance`` compares a near-zero vector and reports e.g. 0.96. Empty means an
+isolate (Basque) but also gaps in URIEL's data (Norwegian Bokmål ``nob`` and Nynorsk ``nno``, Quechua
+``que``, Twi ``twi``), so "unknown" is safer than "unrelated".
 
 The default ``combined`` distance is the mean of ``genetic`` and ``syntactic``: genetic relatedness
 tracks shared vocabulary and morphology (what a summarizer's output is made of) and syntactic features
@@ -97,9 +97,7 @@ def _check_kinds(kinds, combine) -> tuple[tuple[str, ...], tuple[str, ...]]:
     return tuple(dict.fromkeys((*kinds, *combine))), combine
 
 
-def language_distances(
-    target: str, candidates: list[str], kinds=KINDS, combine=COMBINE
-) -> dict[str, dict[str, float]]:
+def language_distances(target: str, candidates: list[str], kinds=KINDS, combine=COMBINE) -> dict[str, dict[str, float]]:
     """URIEL distances (0 = same, 1 = unrelated) from ``target`` to each candidate, keyed as given.
 
     Each value maps every kind in ``kinds`` (and ``combine``) to its distance, plus ``combined``, the

@@ -7,9 +7,10 @@ A spec gives its adapters explicitly, or names a scenario that picks them from a
 - ``related`` (scenario 2): task adapters of languages related to the target, weighted by URIEL
   distance, optionally with ``+ λ_t·lang_tgt − λ_s·Σ wⱼ·lang_j``.
 
-Resolving a spec yields explicit terms. The resolved spec — adapters by content hash, weights,
-method and options — is canonical JSON, and its sha256 names the spec's exports in the cache, so
-the same spec always finds the same export.
+Its method's parameters are top-level keys (``density: 0.5``), refused for a method that does
+not declare them. Resolving a spec yields explicit terms. The resolved spec — adapters by content
+hash, weights, and the method's name, version and every parameter's value — is canonical JSON, and
+its sha256 names the spec's exports in the cache, so the same spec always finds the same export.
 """
 
 from __future__ import annotations
@@ -19,14 +20,50 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..data.yamlfile import check_keys
 from ..errors import EdgecompError
 from ..fsutil import sha256_file
 from .adapters import WEIGHTS, LoraAdapter, load_adapter
-from .methods import METHODS, MethodOptions
+from .methods import get_method, parameter_names
 from .terms import Term
 
 SCENARIOS = ("arithmetic", "related")
 _TERM_KEYS = {"path", "weight", "attention", "mlp", "layers"}
+# a spec's own keys; the method's parameters come on top (``spec_keys``)
+_SPEC_KEYS = {
+    "adapters",
+    "method",
+    "scenario",
+    "library",
+    "target",
+    "source",
+    "top_k",
+    "lambda_t",
+    "lambda_s",
+    "language_adapters",
+}
+DEFAULT_METHOD = "params"
+
+
+def spec_keys() -> set[str]:
+    """Every key a spec may have: its own and each registered method's parameters."""
+    return _SPEC_KEYS | parameter_names()
+
+
+def method_parameters(spec: dict) -> tuple[str, dict]:
+    """The spec's method and the parameters it gives it, checked and converted (the others take
+    their defaults); a parameter the method does not declare is refused."""
+    method = get_method(spec.get("method", DEFAULT_METHOD))
+    given = {name: spec[name] for name in parameter_names() if name in spec}
+    values = method.values(given)
+    return method.name, {name: values[name] for name in given}
+
+
+def method_key(spec: dict) -> dict:
+    """The method's part of a cache key, from a spec without loading its adapters: its name,
+    version and every declared parameter's value (as in :meth:`Resolved.canonical`)."""
+    method, parameters = method_parameters(spec)
+    return get_method(method).key(parameters)
 
 
 @dataclass
@@ -35,14 +72,14 @@ class Resolved:
 
     terms: list[Term]
     method: str
-    options: MethodOptions
+    parameters: dict  # the method's parameters the spec gave, checked; the others take their defaults
     explain: list = field(default_factory=list)  # (language, adapter, distances, weight) rows
 
     def canonical(self) -> dict:
+        """The composition as JSON: the method's name, version and every declared parameter's value
+        (from its declaration, defaults included) and each adapter by content."""
         return {
-            "method": self.method,
-            "density": self.options.density,
-            "seed": self.options.seed,
+            **get_method(self.method).key(self.parameters),
             "adapters": [
                 {
                     "sha256": sha256_file(t.adapter.path / WEIGHTS),
@@ -63,8 +100,10 @@ class Resolved:
 
     def related(self) -> list[dict]:
         """What a ``related`` scenario chose: language, adapter, URIEL distances, weight."""
-        return [{"lang": lang, "adapter": str(adapter.path), "distances": distances, "weight": weight}
-                for lang, adapter, distances, weight in self.explain]
+        return [
+            {"lang": lang, "adapter": str(adapter.path), "distances": distances, "weight": weight}
+            for lang, adapter, distances, weight in self.explain
+        ]
 
     def prompt(self) -> str:
         """The prompt the composition answers: its task adapters' (they must agree), else the unnamed one."""
@@ -136,8 +175,11 @@ def parse_term_arg(spec: str) -> dict:
 def term_from_dict(item, root: Path) -> Term:
     if isinstance(item, str):
         item = parse_term_arg(item)
-    if not isinstance(item, dict) or "path" not in item or set(item) - _TERM_KEYS:
-        raise EdgecompError(f"adapter entry {item!r}: expected keys {sorted(_TERM_KEYS)} with a path")
+    if not isinstance(item, dict) or "path" not in item:
+        raise EdgecompError(
+            f"adapter entry {item!r}: expected a mapping with a path (keys {', '.join(sorted(_TERM_KEYS))})"
+        )
+    check_keys(item, _TERM_KEYS, f"adapter entry '{item['path']}'")
     what = f"adapter '{item['path']}'"
     return Term(
         load_adapter(root / str(item["path"])),
@@ -173,8 +215,11 @@ def _pick(library: list[LoraAdapter], kind: str, lang: str) -> LoraAdapter:
 def _arithmetic(spec: dict, library: list[LoraAdapter]) -> tuple[list[Term], list]:
     target, source = spec["target"], spec.get("source", "en")
     lt, ls = _number(spec.get("lambda_t", 1.0), "lambda_t"), _number(spec.get("lambda_s", 1.0), "lambda_s")
-    terms = [Term(_pick(library, "task", source), 1.0), Term(_pick(library, "language", target), lt),
-             Term(_pick(library, "language", source), -ls)]
+    terms = [
+        Term(_pick(library, "task", source), 1.0),
+        Term(_pick(library, "language", target), lt),
+        Term(_pick(library, "language", source), -ls),
+    ]
     return terms, []
 
 
@@ -198,16 +243,12 @@ def _related(spec: dict, library: list[LoraAdapter]) -> tuple[list[Term], list]:
 
 def resolve_spec(spec: dict, root: Path) -> Resolved:
     """Explicit terms from a spec dict; relative paths are relative to ``root``."""
-    method = spec.get("method", "params")
-    if method not in METHODS:
-        raise EdgecompError(f"unknown method '{method}' (choose from {', '.join(METHODS)})")
-    options = MethodOptions(
-        density=_number(spec.get("density", 1.0), "density"), seed=int(_number(spec.get("seed", 0), "seed"))
-    )
+    check_keys(spec, spec_keys(), "composition spec")
+    method, parameters = method_parameters(spec)
     scenario = spec.get("scenario")
     if scenario is None:
         terms = [term_from_dict(item, root) for item in spec.get("adapters") or []]
-        return Resolved(terms, method, options)
+        return Resolved(terms, method, parameters)
     if scenario not in SCENARIOS:
         raise EdgecompError(f"unknown scenario '{scenario}' (choose from {', '.join(SCENARIOS)})")
     if spec.get("adapters"):
@@ -221,7 +262,7 @@ def resolve_spec(spec: dict, root: Path) -> Resolved:
             check_language(spec[key])
     library = load_library(root / str(spec["library"]))
     terms, explain = (_arithmetic if scenario == "arithmetic" else _related)(spec, library)
-    return Resolved(terms, method, options, explain)
+    return Resolved(terms, method, parameters, explain)
 
 
 def load_spec_file(path: Path) -> tuple[dict, Path]:

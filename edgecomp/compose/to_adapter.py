@@ -1,8 +1,8 @@
 """``edgecomp compose``: a resolved spec → one standard PEFT adapter folder, without loading the base.
 
-Adapter-space methods (``params``, ``delta``) are written exactly; ``delta`` by rank concatenation
-unless ``rank`` asks for a truncated SVD; dense methods (``ties``, ``dare``) need ``rank``. The
-SVD's approximation error is reported and stored in ``edgecomp.json``.
+Methods that give exact factors (``output`` ``low_rank``: ``params``, ``delta``) are written
+exactly unless ``rank`` asks for a truncated SVD; dense ones (``ties``, ``dare``) need ``rank``.
+The SVD's approximation error is reported and stored in ``edgecomp.json``.
 """
 
 from __future__ import annotations
@@ -23,14 +23,15 @@ def _common_base(resolved: Resolved) -> dict | None:
     return bases[0] if bases and all(b == bases[0] for b in bases) else None
 
 
-def compose_adapter(resolved: Resolved, out: Path, *, rank: int | None = None, target: str | None = None,
-                    force: bool = False) -> dict:
+def compose_adapter(
+    resolved: Resolved, out: Path, *, rank: int | None = None, target: str | None = None, force: bool = False
+) -> dict:
     check_output_dir(out, force)
     if not resolved.terms:
         raise EdgecompError("nothing to compose: give adapters, a spec or a scenario")
     if rank is not None and rank < 1:
         raise EdgecompError("--rank must be at least 1")
-    composed = compose(resolved.terms, resolved.method, resolved.options)
+    composed = compose(resolved.terms, resolved.method, resolved.parameters)
     low_rank, scale, report = to_low_rank(composed, rank)
     meta = {
         "format": "edgecomp-adapter/1",

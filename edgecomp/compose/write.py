@@ -17,8 +17,9 @@ from .adapters import CONFIG, META, WEIGHTS
 _PREFIX = "base_model.model."
 
 
-def write_peft_adapter(out: Path, low_rank: dict, scale: float, template_config: dict, meta: dict,
-                       dtype: str = "float32") -> None:
+def write_peft_adapter(
+    out: Path, low_rank: dict, scale: float, template_config: dict, meta: dict, dtype: str = "float32"
+) -> None:
     """``low_rank``: module → (A [r, in], B [out, r]), every module of the same rank ``r``, stored as ``dtype``."""
     import torch
     from safetensors.torch import save_file
@@ -32,8 +33,16 @@ def write_peft_adapter(out: Path, low_rank: dict, scale: float, template_config:
         a, b = low_rank[module]
         tensors[f"{_PREFIX}{module}.lora_A.weight"] = a.to(getattr(torch, dtype)).contiguous()
         tensors[f"{_PREFIX}{module}.lora_B.weight"] = b.to(getattr(torch, dtype)).contiguous()
-    config = {**template_config, "r": rank, "lora_alpha": scale * rank, "use_rslora": False,
-              "rank_pattern": {}, "alpha_pattern": {}, "lora_dropout": 0.0, "inference_mode": True}
+    config = {
+        **template_config,
+        "r": rank,
+        "lora_alpha": scale * rank,
+        "use_rslora": False,
+        "rank_pattern": {},
+        "alpha_pattern": {},
+        "lora_dropout": 0.0,
+        "inference_mode": True,
+    }
     save_file(tensors, str(out / WEIGHTS), metadata={"format": "pt"})
     write_json(out / CONFIG, config)
     write_json(out / META, meta)

@@ -53,7 +53,12 @@ def sampled_labels(block: list[int], fraction: float, seed: int) -> list[int]:
 
 
 def task_example(
-    pair: dict, encode: Encode, bos_id: int | None, eos_id: int | None, seq_len: int, max_summary_tokens: int,
+    pair: dict,
+    encode: Encode,
+    bos_id: int | None,
+    eos_id: int | None,
+    seq_len: int,
+    max_summary_tokens: int,
     tail: str = INSTRUCTION,
 ) -> tuple[list[int], list[int]]:
     """``(input_ids, labels)`` for one article/summary pair; loss on the summary tokens only.

@@ -23,7 +23,7 @@ PROMPTS = {
     "neutral": "\n\n—\n",
 }
 # What new task adapters are trained with: without English words before the summary, task-only
-# summaries of Vietnamese XL-Sum went from 0% to 90% Vietnamese (docs/results.md).
+# summaries come out in the article's language far more often (docs/results.md).
 DEFAULT_PROMPT = "neutral"
 # What a task adapter or export that names no prompt used: adapters from before prompts had names,
 # and exports with no task adapter (the base alone needs words to know the task).

@@ -67,16 +67,16 @@ def _parse(path: Path, n: int, line: str) -> dict:
         try:
             value.encode("utf-8")
         except UnicodeEncodeError:
-            raise EdgecompError(f"{path}:{n}: field '{key}' has an unpaired surrogate escape (\\ud800-\\udfff)") from None
+            raise EdgecompError(
+                f"{path}:{n}: field '{key}' has an unpaired surrogate escape (\\ud800-\\udfff)"
+            ) from None
     return obj
 
 
 def read_pairs(path: str | Path) -> list[dict]:
     """Article/summary pairs from JSON Lines; each line needs non-empty ``text`` and ``summary``."""
     pairs = [
-        _parse(Path(path), n, line)
-        for n, line in enumerate(_NEWLINE.split(read_text(path)), start=1)
-        if line.strip()
+        _parse(Path(path), n, line) for n, line in enumerate(_NEWLINE.split(read_text(path)), start=1) if line.strip()
     ]
     if not pairs:
         raise EdgecompError(f"{path}: no pairs found")

@@ -1,8 +1,8 @@
-"""A SentencePiece-BPE tokenizer that opens in a tenth of the time ``tokenizers`` takes.
+"""A SentencePiece-BPE tokenizer that opens far faster than ``tokenizers``.
 
-Why: ``tokenizers`` builds Gemma 3's 262,144-token, 514,847-merge BPE from ``tokenizer.json`` in
-about 2 s on a 2-core CPU (half JSON parsing, half building the merge table), the largest part of
-the time before a summary's first token (benchmarks/LIBRARY.md). Summaries tokenize one article,
+Why: ``tokenizers`` takes seconds to build Gemma 3's 262,144-token, 514,847-merge BPE from
+``tokenizer.json`` (parsing the JSON, then building the merge table), the largest part of the time
+before a summary's first token (benchmarks/LIBRARY.md). Summaries tokenize one article,
 a few thousand characters, so a small encoder in Python is fast enough if it needs no merge table.
 
 It handles exactly the tokenizers :mod:`edgecomp.models.gguf_tokenizer` writes (what llama.cpp's
@@ -43,8 +43,14 @@ class Encoding:
 class SpmTokenizer:
     """``encode(text).ids`` and ``decode(ids)`` as the ``tokenizers.Tokenizer`` it was built from."""
 
-    def __init__(self, pieces: list[str], first_rank: np.ndarray, added: list[tuple[str, int, bool]], unk: int | None,
-                 encode_special_tokens: bool = True):
+    def __init__(
+        self,
+        pieces: list[str],
+        first_rank: np.ndarray,
+        added: list[tuple[str, int, bool]],
+        unk: int | None,
+        encode_special_tokens: bool = True,
+    ):
         self.pieces = pieces
         self.vocab = {p: i for i, p in enumerate(pieces)}
         self.first_rank = first_rank.tolist()
@@ -64,8 +70,9 @@ class SpmTokenizer:
         self._encode_special = bool(value)
         cut = [(c, i) for c, i, special in self.added if c and (not special or not value)]
         self._added_ids = dict(cut)
-        self._split = (re.compile("|".join(re.escape(c) for c, _ in sorted(cut, key=lambda x: -len(x[0]))))
-                       if cut else None)
+        self._split = (
+            re.compile("|".join(re.escape(c) for c, _ in sorted(cut, key=lambda x: -len(x[0])))) if cut else None
+        )
 
     def get_vocab_size(self, with_added_tokens: bool = True) -> int:
         return len(self.pieces)
@@ -175,14 +182,22 @@ def _supported(config: dict) -> bool:
     model = config.get("model") or {}
     decoder = config.get("decoder") or {}
     steps = [d.get("type") for d in decoder.get("decoders", [])] if decoder.get("type") == "Sequence" else []
-    return (model.get("type") == "BPE" and model.get("byte_fallback") and not model.get("fuse_unk")
-            and not model.get("dropout") and not model.get("continuing_subword_prefix")
-            and not model.get("end_of_word_suffix") and not model.get("ignore_merges")
-            and config.get("pre_tokenizer") is None
-            and config.get("normalizer") == {"type": "Replace", "pattern": {"String": " "}, "content": SPACE}
-            and steps == ["Replace", "ByteFallback", "Fuse"]
-            and all(not a.get("normalized") and not a.get("lstrip") and not a.get("rstrip") and not a.get("single_word")
-                    for a in config.get("added_tokens", [])))
+    return (
+        model.get("type") == "BPE"
+        and model.get("byte_fallback")
+        and not model.get("fuse_unk")
+        and not model.get("dropout")
+        and not model.get("continuing_subword_prefix")
+        and not model.get("end_of_word_suffix")
+        and not model.get("ignore_merges")
+        and config.get("pre_tokenizer") is None
+        and config.get("normalizer") == {"type": "Replace", "pattern": {"String": " "}, "content": SPACE}
+        and steps == ["Replace", "ByteFallback", "Fuse"]
+        and all(
+            not a.get("normalized") and not a.get("lstrip") and not a.get("rstrip") and not a.get("single_word")
+            for a in config.get("added_tokens", [])
+        )
+    )
 
 
 def _build(file: Path) -> dict | None:
@@ -202,18 +217,24 @@ def _build(file: Path) -> dict | None:
     if any(pieces[a["id"]] != a["content"] for a in added if a["id"] < len(pieces)):
         return None
     unk = config["model"].get("unk_token")
-    return {"format": np.int64(FORMAT), **_strings("pieces", pieces), "first_rank": first,
-            **_strings("added", [a["content"] for a in added]),
-            "added_id": np.array([a["id"] for a in added], dtype=np.int64),
-            "added_special": np.array([a["special"] for a in added], dtype=bool),
-            "unk": np.int64(vocab.get(unk, -1) if unk else -1)}
+    return {
+        "format": np.int64(FORMAT),
+        **_strings("pieces", pieces),
+        "first_rank": first,
+        **_strings("added", [a["content"] for a in added]),
+        "added_id": np.array([a["id"] for a in added], dtype=np.int64),
+        "added_special": np.array([a["special"] for a in added], dtype=bool),
+        "unk": np.int64(vocab.get(unk, -1) if unk else -1),
+    }
 
 
 def _strings(name: str, items: list[str]) -> dict[str, np.ndarray]:
     """Strings as one UTF-8 byte array and their byte lengths (no pickle in the cache)."""
     encoded = [s.encode("utf-8") for s in items]
-    return {f"{name}_bytes": np.frombuffer(b"".join(encoded), dtype=np.uint8),
-            f"{name}_lengths": np.array([len(e) for e in encoded], dtype=np.int64)}
+    return {
+        f"{name}_bytes": np.frombuffer(b"".join(encoded), dtype=np.uint8),
+        f"{name}_lengths": np.array([len(e) for e in encoded], dtype=np.int64),
+    }
 
 
 def _unstrings(arrays, name: str) -> list[str]:
@@ -233,9 +254,8 @@ def _load(arrays) -> SpmTokenizer:
 def compact_tokenizer(folder: Path) -> SpmTokenizer | None:
     """The fast tokenizer for ``folder/tokenizer.json``, from the cache (built and cached on first
     use); None when the file is not a SentencePiece-BPE tokenizer of the supported shape."""
-    from ..fsutil import atomic_write_bytes
+    from ..fsutil import atomic_write_bytes, home
     from ..hashes import remembered_sha256
-    from ..models.cache import home
 
     file = Path(folder) / "tokenizer.json"
     cached = home() / "tokenizers" / f"{remembered_sha256(file)[:32]}-{FORMAT}.npz"

@@ -38,19 +38,12 @@ def load_tokenizer(folder: Path, quick: bool = False):
         raise EdgecompError(f"{file}: unreadable tokenizer ({e})") from None
     config = folder / "tokenizer_config.json"
     if config.is_file():
-        tok.encode_special_tokens = bool(json.loads(config.read_text(encoding="utf-8")).get("split_special_tokens", False))
+        tok.encode_special_tokens = bool(
+            json.loads(config.read_text(encoding="utf-8")).get("split_special_tokens", False)
+        )
     return tok
 
 
 def encoder(tok) -> Callable[[str], list[int]]:
     """Text → ids without special tokens (the prompt template adds BOS/EOS itself)."""
     return lambda text: tok.encode(text, add_special_tokens=False).ids
-
-
-def bos_id(folder: Path) -> int | None:
-    """The BOS id a checkpoint or export starts sequences with (generation config over config)."""
-    config = json.loads((Path(folder) / "config.json").read_text(encoding="utf-8"))
-    generation = Path(folder) / "generation_config.json"
-    if generation.is_file():
-        config |= json.loads(generation.read_text(encoding="utf-8"))
-    return config.get("bos_token_id")

@@ -19,3 +19,11 @@ def read_yaml_mapping(path: Path, what: str) -> dict:
     if not isinstance(data, dict):
         raise EdgecompError(f"{path}: a {what} is a mapping")
     return data
+
+
+def check_keys(mapping: dict, allowed, what: str) -> None:
+    """Refuse a key of ``mapping`` not in ``allowed``, naming it and the allowed ones: a misspelt
+    option in a recipe or spec would otherwise be ignored and its default used without a word."""
+    for key in mapping:
+        if key not in allowed:
+            raise EdgecompError(f"{what}: unknown key '{key}' (allowed: {', '.join(sorted(allowed))})")

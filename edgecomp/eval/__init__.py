@@ -2,7 +2,8 @@
 
 - ``perplexity``: held-out perplexity and greedy agreement of exports (ONNX) and checkpoints.
 - ``run`` (``edgecomp eval``): summaries of labelled documents through the ONNX runtime, scored by
-  the metrics of the ``metrics`` registry (``rouge``, ``language_id``, ``length``), with bootstrap
+  the summary metrics of :mod:`edgecomp.metrics`' registry (``rouge``, ``language_id``, ``length``
+  register there), with bootstrap
   intervals (``bootstrap``); ``compare`` pairs two evaluations.
 - ``auto_lambda``: choosing the arithmetic's λ from unlabeled text; ``experiment``, ``report`` and
   ``plots``: the zero-shot experiment and docs/results.md.

@@ -54,11 +54,20 @@ def summary_scores(articles: Sequence[str], summaries: Sequence[str], lang: str)
     }
 
 
-def unlabeled_scores(grid: dict[float, Path], unlabeled: Path, lang: str, *, limit: int = 16,
-                     batch_size: int = 8, max_new_tokens: int = 64, article_tokens: int = 448) -> dict[str, dict]:
+def unlabeled_scores(
+    grid: dict[float, Path],
+    unlabeled: Path,
+    lang: str,
+    *,
+    limit: int = 16,
+    batch_size: int = 8,
+    max_new_tokens: int = 64,
+    article_tokens: int = 448,
+) -> dict[str, dict]:
     """``{λ: scores and two example summaries}`` for each candidate export in ``grid``."""
     from ..data.readers import read_lines
     from ..errors import EdgecompError
+    from ..runtime.decoding import Decoding
     from ..runtime.model import OnnxCausalLM
     from ..runtime.summarize import summarize_many
 
@@ -69,11 +78,21 @@ def unlabeled_scores(grid: dict[float, Path], unlabeled: Path, lang: str, *, lim
     with progress(f"summarizing {len(articles)} unlabeled articles for {len(grid)} values of λ", len(grid)) as advance:
         for lam, export in sorted(grid.items()):
             model = OnnxCausalLM.load(export)
-            summaries = [r["summary"] for r in summarize_many(
-                model, articles, max_new_tokens=max_new_tokens, batch_size=batch_size,
-                article_tokens=article_tokens, progress=False)]
-            table[f"{lam:g}"] = {**{k: round(v, 4) for k, v in summary_scores(articles, summaries, lang).items()},
-                                 "examples": summaries[:2]}
+            summaries = [
+                r["summary"]
+                for r in summarize_many(
+                    model,
+                    articles,
+                    Decoding(max_new_tokens=max_new_tokens),
+                    batch_size=batch_size,
+                    article_tokens=article_tokens,
+                    progress=False,
+                )
+            ]
+            table[f"{lam:g}"] = {
+                **{k: round(v, 4) for k, v in summary_scores(articles, summaries, lang).items()},
+                "examples": summaries[:2],
+            }
             advance(1)
     return table
 
@@ -83,8 +102,16 @@ def choose_lambda(table: dict[str, dict]) -> float:
     return min((float(lam) for lam in table), key=lambda lam: (-table[f"{lam:g}"]["score"], lam))
 
 
-def pick_lambda(resolve, grid: list[float], unlabeled: Path, lang: str, *, quantize: str = "int8",
-                base: str | None = None, **decoding) -> float:
+def pick_lambda(
+    resolve,
+    grid: list[float],
+    unlabeled: Path,
+    lang: str,
+    *,
+    quantize: str = "int8",
+    base: str | None = None,
+    **decoding,
+) -> float:
     """Export ``resolve(λ)`` — the composition with λt = λs = λ — for each λ in ``grid`` (cached)
     and return the best-scored λ for target ``lang``, printing the table."""
     from rich.table import Table
@@ -98,7 +125,8 @@ def pick_lambda(resolve, grid: list[float], unlabeled: Path, lang: str, *, quant
     for column in ("λ", "score", "in target language", "support", "distinct-2"):
         shown.add_column(column, justify="right")
     for lam, row in table.items():
-        shown.add_row(lam, f"{row['score']:.3f}", f"{row['target_lang']:.2f}", f"{row['support']:.2f}",
-                      f"{row['distinct_2']:.2f}")
+        shown.add_row(
+            lam, f"{row['score']:.3f}", f"{row['target_lang']:.2f}", f"{row['support']:.2f}", f"{row['distinct_2']:.2f}"
+        )
     console.print(shown)
     return choose_lambda(table)

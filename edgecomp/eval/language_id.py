@@ -1,11 +1,10 @@
 """Which language a summary is written in: Lingua, offline, over the languages edgecomp has data for.
 
-Chosen by measured accuracy on short text (benchmarks/LANGUAGE_ID.md: lines of 4-25 words from
-the shared mono files): among langid.py, langdetect and Lingua, each over its full label set and
-restricted to these candidates, Lingua restricted was the most accurate (99.6%). Over all 75 of its
-languages it confuses Indonesian with Malay on a quarter of short lines; a candidate set names the
-languages a summary could plausibly be in (the project's, plus the target) and keeps the question
-the one we ask: the target language, English, or another one we know.
+Chosen by accuracy on short text (benchmarks/LANGUAGE_ID.md compares langid.py, langdetect and
+Lingua, each over its full label set and restricted to these candidates): Lingua restricted was the
+most accurate. Over all of its languages it confuses close pairs on short lines (Indonesian with
+Malay); a candidate set names the languages a summary could plausibly be in (the project's, plus
+the target) and keeps the question the one we ask: the target language, English, or another one we know.
 """
 
 from __future__ import annotations
@@ -14,7 +13,7 @@ from functools import lru_cache
 from typing import Sequence
 
 from ..errors import EdgecompError
-from .metrics import register
+from ..metrics import SUMMARY, register
 
 CANDIDATES = ("en", "es", "fr", "sw", "hi", "ar", "id", "vi", "ur")
 UNKNOWN = "??"
@@ -43,7 +42,12 @@ def identify(texts: Sequence[str], target: str | None = None) -> list[str]:
     return guesses
 
 
-@register("language")
+@register(
+    "language",
+    SUMMARY,
+    "share of summaries identified as written in the target language, and in English (0 or 100 per document)",
+    {"target_lang": True, "english": None},
+)
 def language(references: Sequence[str], predictions: Sequence[str], lang: str) -> dict[str, list[float]]:
     guesses = identify(predictions, lang)
     return {

@@ -1,40 +1,31 @@
-"""The registry of summary metrics: each module registers a function that scores every document.
+"""Scoring summaries with every summary metric of the registry (:mod:`edgecomp.metrics`).
 
-A metric takes the references, the predictions and the target language (ISO 639-1) and returns
-named per-document values (lists as long as the inputs), so means, bootstrap intervals and paired
-comparisons work the same way for all of them. Adding one is a module with ``@register("name")``
-imported in ``METRIC_MODULES``.
+``edgecomp eval`` calls :func:`score_documents` once over all documents; a metric added to the
+registry (kind ``summary``) shows up in its ``scores.json`` and in ``--compare`` with nothing else
+to change. The values of all metrics land in one table, so each must return exactly the values it
+declares, one per document, under names no other metric uses.
 """
 
 from __future__ import annotations
 
-import importlib
-from typing import Callable, Sequence
+from typing import Sequence
 
-Metric = Callable[[Sequence[str], Sequence[str], str], dict[str, list[float]]]
-
-METRICS: dict[str, Metric] = {}
-# Modules whose import registers the built-in metrics (imported on first use: some are heavy).
-METRIC_MODULES = ("edgecomp.eval.rouge", "edgecomp.eval.language_id", "edgecomp.eval.length")
-
-
-def register(name: str) -> Callable[[Metric], Metric]:
-    def add(fn: Metric) -> Metric:
-        METRICS[name] = fn
-        return fn
-
-    return add
-
-
-def all_metrics() -> dict[str, Metric]:
-    for module in METRIC_MODULES:
-        importlib.import_module(module)
-    return METRICS
+from ..metrics import SUMMARY, metrics
 
 
 def score_documents(references: Sequence[str], predictions: Sequence[str], lang: str) -> dict[str, list[float]]:
-    """Every registered metric on every document: ``{value name: [one float per document]}``."""
+    """Every summary metric on every document: ``{value name: [one float per document]}``."""
     values: dict[str, list[float]] = {}
-    for fn in all_metrics().values():
-        values |= fn(references, predictions, lang)
+    for m in metrics(SUMMARY).values():
+        got = m.score(references, predictions, lang)
+        if set(got) != set(m.higher_is_better):
+            raise ValueError(
+                f"metric '{m.name}' returned {sorted(got)}, not the values it declares ({sorted(m.higher_is_better)})"
+            )
+        for name, v in got.items():
+            if name in values:
+                raise ValueError(f"metric '{m.name}' returns '{name}', a value another metric returns too")
+            if len(v) != len(predictions):
+                raise ValueError(f"metric '{m.name}' gave {len(v)} values of '{name}' for {len(predictions)} documents")
+            values[name] = list(v)
     return values

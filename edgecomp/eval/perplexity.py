@@ -1,19 +1,19 @@
 """Held-out perplexity of an ONNX export (through the runtime's own session) or a PyTorch checkpoint.
 
 Every model is scored on the same token sequences: ``[bos] + line`` for each held-out line, the
-loss on every token after BOS, averaged over tokens (a token-weighted mean over lines). With the
-per-position scores kept (:class:`Scores`), two models can also be compared position by position:
-how often their most likely next token is the same (greedy agreement, teacher-forced).
+loss on every token after BOS (the ``nll`` logit metric of :mod:`edgecomp.metrics`), averaged over
+tokens (a token-weighted mean over lines). With the per-position scores kept (:class:`Scores`), two
+models can also be compared position by position: how often their most likely next token is the
+same (the ``top1_agreement`` metric: greedy agreement, teacher-forced).
 
 A trimmed export (``vocab_map.json``) predicts over its kept ids only. Its input is re-encoded
-with :class:`~edgecomp.export.trim.IdMap` (a dropped token becomes several kept ones), and the loss
+with :class:`~edgecomp.data.vocab_map.IdMap` (a dropped token becomes several kept ones), and the loss
 of an original token is the sum of the losses of its pieces (the chain rule), so its scores stay
 aligned with, and comparable to, the untrimmed model's on the same original tokens.
 """
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,8 +21,11 @@ from typing import Sequence
 
 import numpy as np
 
-from ..data.tokenizer import bos_id, encoder, load_tokenizer
+from ..data.tokenizer import encoder, load_tokenizer
 from ..errors import EdgecompError
+from ..logit_metrics import top1
+from ..metrics import LOGITS, metric
+from ..model_folder import read_config, read_manifest, special_ids
 
 # Positions scored per graph pass: bounds the logits held at once (tokens x vocab floats).
 CHUNK = 128
@@ -42,17 +45,22 @@ class Scores:
 
     @property
     def mean_nll(self) -> float:
-        return float(sum(float(x.sum()) for x in self.nll) / max(1, self.tokens))
+        return metric("nll", LOGITS).reduce(_flat(self.nll))
 
     @property
     def perplexity(self) -> float:
         return math.exp(self.mean_nll)
 
 
+def _flat(arrays: Sequence[np.ndarray]) -> np.ndarray:
+    """Per-sequence values as one array over every position."""
+    return np.concatenate(arrays) if arrays else np.zeros(0)
+
+
 def agreement(a: Scores, b: Scores) -> float:
     """Share of positions where both models rank the same next token first."""
-    same = sum(int((x == y).sum()) for x, y in zip(a.top1, b.top1, strict=True))
-    return same / max(1, a.tokens)
+    m = metric("top1_agreement", LOGITS)
+    return m.reduce(_flat([m.score(x, y)["top1_agreement"] for x, y in zip(a.top1, b.top1, strict=True)]))
 
 
 def heldout_lines(path: str | Path, *, skip: int = 400, count: int = 100) -> list[str]:
@@ -67,18 +75,14 @@ def heldout_lines(path: str | Path, *, skip: int = 400, count: int = 100) -> lis
 def token_sequences(folder: str | Path, lines: Sequence[str], max_tokens: int = 256) -> list[list[int]]:
     """``[bos] + tokens(line)`` per line (cut to ``max_tokens``) with the tokenizer in ``folder``."""
     folder = Path(folder)
-    encode, bos = encoder(load_tokenizer(folder)), bos_id(folder)
+    encode, bos = encoder(load_tokenizer(folder)), special_ids(folder).bos
     head = [bos] if bos is not None else []
     return [(head + list(encode(line)))[:max_tokens] for line in lines]
 
 
 def _score_logits(logits: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Loss of ``targets`` [n] under ``logits`` [n, vocab] (float64 log-sum-exp), and the argmax."""
-    logits = logits.astype(np.float32, copy=False)
-    top = logits.max(axis=-1)
-    lse = top.astype(np.float64) + np.log(np.exp(logits - top[:, None]).sum(axis=-1, dtype=np.float64))
-    picked = logits[np.arange(len(targets)), targets].astype(np.float64)
-    return lse - picked, logits.argmax(axis=-1)
+    """Loss of ``targets`` [n] under ``logits`` [n, vocab] (the ``nll`` metric), and the id ranked first."""
+    return metric("nll", LOGITS).score(logits, targets)["nll"], top1(logits)
 
 
 def _aligned(nll: np.ndarray, top1: np.ndarray, starts: list[int], to_original) -> tuple[np.ndarray, np.ndarray]:
@@ -98,16 +102,15 @@ def score_onnx(
 ) -> Scores:
     """Score an export folder (``model.onnx`` + config; trimmed or not) on original-id sequences;
     ``factors``: a LoRA update applied at run time (an export with ``lora_inputs``)."""
-    from ..export.trim import load_id_map
+    from ..data.vocab_map import load_id_map
     from ..runtime.adapter import lora_feeds
-    from ..runtime.model import MANIFEST
     from ..runtime.session import DecoderSession, KVShape
 
     export_dir = Path(export_dir)
-    config = json.loads((export_dir / "config.json").read_text(encoding="utf-8"))
+    config = read_config(export_dir)
     decoder = DecoderSession(export_dir / "model.onnx", KVShape.from_config(config), provider)
     if factors is not None:
-        layout = json.loads((export_dir / MANIFEST).read_text(encoding="utf-8")).get("lora_inputs")
+        layout = read_manifest(export_dir).get("lora_inputs")
         if layout is None:
             raise EdgecompError(f"{export_dir} takes no run-time adapter")
         decoder.set_adapter(lora_feeds(layout, factors))
@@ -144,9 +147,7 @@ def score_torch(checkpoint_dir: str | Path, sequences: Sequence[Sequence[int]]) 
     import torch
     from transformers import AutoModelForCausalLM
 
-    model = AutoModelForCausalLM.from_pretrained(
-        checkpoint_dir, dtype=torch.float32, local_files_only=True
-    ).eval()
+    model = AutoModelForCausalLM.from_pretrained(checkpoint_dir, dtype=torch.float32, local_files_only=True).eval()
     scores = Scores([], [])
     with torch.inference_mode():
         for ids in sequences:

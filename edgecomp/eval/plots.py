@@ -41,12 +41,31 @@ def plots(results: dict, groups, folder: Path) -> list[str]:
             if len(pts) < 2:
                 continue
             style = "-" if set_name != "ntrex_headline" else "--"
-            ax1.plot([p[0] for p in pts], [p[1]["rougeL"]["mean"] for p in pts], style, marker="o", label=f"{lang} {set_name}")
-            ax2.plot([p[0] for p in pts], [p[1]["target_lang"]["mean"] for p in pts], style, marker="o", label=f"{lang} {set_name}")
-        ax1.set(xlabel=f"λ (task + λ·(lang_tgt − lang_en), {method}; 0 = task only)", ylabel="ROUGE-L",
-                title=f"ROUGE-L against λ ({method})")
-        ax2.set(xlabel="λ", ylabel="% of summaries in the target language", ylim=(-3, 103),
-                title=f"Target-language rate against λ ({method})")
+            ax1.plot(
+                [p[0] for p in pts],
+                [p[1]["rougeL"]["mean"] for p in pts],
+                style,
+                marker="o",
+                label=f"{lang} {set_name}",
+            )
+            ax2.plot(
+                [p[0] for p in pts],
+                [p[1]["target_lang"]["mean"] for p in pts],
+                style,
+                marker="o",
+                label=f"{lang} {set_name}",
+            )
+        ax1.set(
+            xlabel=f"λ (task + λ·(lang_tgt − lang_en), {method}; 0 = task only)",
+            ylabel="ROUGE-L",
+            title=f"ROUGE-L against λ ({method})",
+        )
+        ax2.set(
+            xlabel="λ",
+            ylabel="% of summaries in the target language",
+            ylim=(-3, 103),
+            title=f"Target-language rate against λ ({method})",
+        )
         ax2.legend(fontsize=7, ncol=2)
     fig.tight_layout()
     fig.savefig(folder / "lambda.png", dpi=80)

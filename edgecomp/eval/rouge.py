@@ -5,9 +5,9 @@ It is the scorer XL-Sum's own numbers come from: Unicode-aware tokens for every 
 stemmer per language where it has one. Its Snowball stemmers ask NLTK for a stop-word list that
 only NLTK's downloader provides, so they are built without it (stop words get stemmed too); the
 Hindi stemmer is its own. Tokens that are only whitespace are dropped before scoring: its Thai and
-Chinese segmenters return every space as a token, so an English summary scored ROUGE-L 0.09 and
-0.17 against Thai and Chinese references on spaces alone (tests/test_eval_summaries.py). Japanese
-is left out: its segmenter needs a dictionary that only a download provides.
+Chinese segmenters return every space as a token, which would let a summary in another language
+share "words" with the reference on spaces alone. Japanese is left out: its segmenter needs a
+dictionary that only a download provides.
 """
 
 from __future__ import annotations
@@ -17,14 +17,29 @@ from functools import lru_cache
 from typing import Sequence
 
 from ..errors import EdgecompError
-from .metrics import register
+from ..metrics import SUMMARY, register
 
 # ISO 639-1 → the scorer's language names.
 LANGUAGE_NAMES = {
-    "en": "english", "es": "spanish", "fr": "french", "pt": "portuguese", "sw": "swahili",
-    "hi": "hindi", "ur": "urdu", "ar": "arabic", "id": "indonesian", "vi": "vietnamese",
-    "bn": "bengali", "tr": "turkish", "ru": "russian", "zh": "chinese", "th": "thai", "my": "burmese",
-    "de": "german", "it": "italian", "nl": "dutch",
+    "en": "english",
+    "es": "spanish",
+    "fr": "french",
+    "pt": "portuguese",
+    "sw": "swahili",
+    "hi": "hindi",
+    "ur": "urdu",
+    "ar": "arabic",
+    "id": "indonesian",
+    "vi": "vietnamese",
+    "bn": "bengali",
+    "tr": "turkish",
+    "ru": "russian",
+    "zh": "chinese",
+    "th": "thai",
+    "my": "burmese",
+    "de": "german",
+    "it": "italian",
+    "nl": "dutch",
 }
 TYPES = ("rouge1", "rouge2", "rougeL")
 
@@ -47,8 +62,9 @@ def scorer(lang: str):
 
     name = LANGUAGE_NAMES.get(lang)
     if name is None:
-        raise EdgecompError(f"no ROUGE tokenizer settings for language '{lang}' "
-                            f"(known: {', '.join(sorted(LANGUAGE_NAMES))})")
+        raise EdgecompError(
+            f"no ROUGE tokenizer settings for language '{lang}' (known: {', '.join(sorted(LANGUAGE_NAMES))})"
+        )
     stemmer = None
     if name in LANG2STEMMER:
         from nltk.stem.snowball import SnowballStemmer
@@ -56,8 +72,7 @@ def scorer(lang: str):
         stemmer = SnowballStemmer(name).stem if name in SnowballStemmer.languages else LANG2STEMMER[name]()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "unknown stemmer language" for languages without one
-        s = rouge_scorer.RougeScorer(list(TYPES), use_stemmer=stemmer is not None, lang=name,
-                                     callable_stemmer=stemmer)
+        s = rouge_scorer.RougeScorer(list(TYPES), use_stemmer=stemmer is not None, lang=name, callable_stemmer=stemmer)
     s._tokenizer = _NoBlankTokens(s._tokenizer)
     return s
 
@@ -70,7 +85,12 @@ def tokens(text: str, lang: str) -> list[str]:
     return tokenize(text, s._stemmer, s._tokenizer)
 
 
-@register("rouge")
+@register(
+    "rouge",
+    SUMMARY,
+    "ROUGE-1/2/L F1 (0-100) against the reference, XL-Sum's multilingual scorer",
+    {t: True for t in TYPES},
+)
 def rouge(references: Sequence[str], predictions: Sequence[str], lang: str) -> dict[str, list[float]]:
     s = scorer(lang)
     out: dict[str, list[float]] = {t: [] for t in TYPES}

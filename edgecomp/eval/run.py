@@ -64,11 +64,13 @@ def _documents(o: EvalOptions) -> list[dict]:
 
 
 def _header(o: EvalOptions, export: Path, composition: dict | None) -> dict:
-    from ..runtime.model import MANIFEST
+    from ..model_folder import MANIFEST
 
     manifest = export / MANIFEST
     if not manifest.is_file():
-        raise EdgecompError(f"{export} is not an edgecomp export (no {MANIFEST}); create one with `edgecomp merge-export`")
+        raise EdgecompError(
+            f"{export} is not an edgecomp export (no {MANIFEST}); create one with `edgecomp merge-export`"
+        )
     return {
         "format": FORMAT,
         "model": str(o.model) if o.model is not None else f"library {composition['lang']}: {composition['label']}",
@@ -77,8 +79,12 @@ def _header(o: EvalOptions, export: Path, composition: dict | None) -> dict:
         "data": o.data.name,
         "data_sha256": sha256_file(o.data),
         "lang": o.lang,
-        "settings": {"limit": o.limit, "max_new_tokens": o.max_new_tokens, "article_tokens": o.article_tokens,
-                     "decoding": "greedy"},
+        "settings": {
+            "limit": o.limit,
+            "max_new_tokens": o.max_new_tokens,
+            "article_tokens": o.article_tokens,
+            "decoding": "greedy",
+        },
     }
 
 
@@ -101,8 +107,10 @@ def _prepare(o: EvalOptions, header: dict) -> Path:
             before = None
         if before != header:
             if not o.force:
-                raise EdgecompError(f"{out} holds an evaluation of another model, data or settings; "
-                                    "pass --force to start it over, or another --out")
+                raise EdgecompError(
+                    f"{out} holds an evaluation of another model, data or settings; "
+                    "pass --force to start it over, or another --out"
+                )
             for name in (PREDICTIONS, SCORES):
                 (out / name).unlink(missing_ok=True)
     elif out.is_dir() and any(out.iterdir()) and not o.force:
@@ -121,15 +129,25 @@ def _model(o: EvalOptions):
     from ..library.catalog import Library
     from ..library.summarize import LibraryRouter
 
-    router = LibraryRouter(Library.load(o.library), lang=o.lang, merge=o.merge, quantize=o.quantize,
-                           provider=o.provider, threads=o.threads)
+    router = LibraryRouter(
+        Library.load(o.library), lang=o.lang, merge=o.merge, quantize=o.quantize, provider=o.provider, threads=o.threads
+    )
     choice = router.library.choice(o.lang)
     model = router.open(choice)
-    return model, router.export, {"lang": choice.lang, "label": choice.label, "files": router.library.file_hashes(choice),
-                                  "applied": "merged" if o.merge else "run time"}
+    return (
+        model,
+        router.export,
+        {
+            "lang": choice.lang,
+            "label": choice.label,
+            "files": router.library.file_hashes(choice),
+            "applied": "merged" if o.merge else "run time",
+        },
+    )
 
 
 def _summarize(o: EvalOptions, model, docs: list[dict], path: Path) -> None:
+    from ..runtime.decoding import Decoding
     from ..runtime.summarize import summarize_many
     from .language_id import identify
 
@@ -137,15 +155,31 @@ def _summarize(o: EvalOptions, model, docs: list[dict], path: Path) -> None:
         for start in range(0, len(docs), o.batch_size):
             batch = docs[start : start + o.batch_size]
             began = time.perf_counter()
-            results = summarize_many(model, [d["text"] for d in batch], max_new_tokens=o.max_new_tokens,
-                                     batch_size=o.batch_size, article_tokens=o.article_tokens, progress=False)
+            results = summarize_many(
+                model,
+                [d["text"] for d in batch],
+                Decoding(max_new_tokens=o.max_new_tokens),
+                batch_size=o.batch_size,
+                article_tokens=o.article_tokens,
+                progress=False,
+            )
             seconds = (time.perf_counter() - began) / len(batch)
             guesses = identify([r["summary"] for r in results], o.lang)
-            append_jsonl(path, [
-                {"id": d["id"], "reference": d["summary"], "prediction": r["summary"], "lang_guess": g,
-                 "prompt_tokens": r["prompt_tokens"], "new_tokens": r["new_tokens"], "seconds": round(seconds, 4)}
-                for d, r, g in zip(batch, results, guesses)
-            ])
+            append_jsonl(
+                path,
+                [
+                    {
+                        "id": d["id"],
+                        "reference": d["summary"],
+                        "prediction": r["summary"],
+                        "lang_guess": g,
+                        "prompt_tokens": r["prompt_tokens"],
+                        "new_tokens": r["new_tokens"],
+                        "seconds": round(seconds, 4),
+                    }
+                    for d, r, g in zip(batch, results, guesses)
+                ],
+            )
             advance(len(batch))
 
 
@@ -159,8 +193,11 @@ def score_predictions(rows: list[dict], lang: str) -> dict:
     return {
         "documents": len(rows),
         "metrics": {name: mean_interval(v).as_dict() for name, v in values.items()},
-        "timing": {"seconds": round(seconds, 2), "seconds_per_document": round(seconds / len(rows), 3),
-                   "new_tokens_per_s": round(sum(values["tokens"]) / seconds, 1) if seconds else 0.0},
+        "timing": {
+            "seconds": round(seconds, 2),
+            "seconds_per_document": round(seconds / len(rows), 3),
+            "new_tokens_per_s": round(sum(values["tokens"]) / seconds, 1) if seconds else 0.0,
+        },
         "per_document": {r["id"]: {name: v[i] for name, v in values.items()} for i, r in enumerate(rows)},
     }
 
@@ -192,4 +229,3 @@ def evaluate(o: EvalOptions) -> dict:
     scores = {**header, "out": str(out), **score_predictions(rows, o.lang)}
     write_json(out / SCORES, scores)
     return scores
-

@@ -1,10 +1,10 @@
-"""edgecomp's own ONNX graph for Llama- and Gemma3-family decoders: optimum's graph, in fewer nodes.
+"""edgecomp's own ONNX graph for the decoder families of :mod:`edgecomp.models.families` (Llama,
+Gemma3, Qwen2, Qwen3): optimum's graph, in fewer nodes.
 
-Why: a decode step of the embedded default (Gemma 3 270M, int4) reads ~250 MB of weights, which
-this 2-core CPU does in ~10 ms, yet optimum's traced graph took 17.6 ms a token: its 2,116 nodes
-(after ONNX Runtime's own fusions) are mostly shape arithmetic, per-layer mask and position
-plumbing and ``repeat_kv`` copies, and each costs a few microseconds of dispatch. This graph is
-written from the config instead of traced, ~25 nodes a layer:
+Why: a small model's decode step on a CPU is bound by how many nodes run, not by the bytes of its
+weights: optimum's traced graph is mostly shape arithmetic, per-layer mask and position plumbing
+and ``repeat_kv`` copies, and each node costs a few microseconds of dispatch (benchmarks/RUNTIME.md
+has the numbers). This graph is written from the config instead of traced, ~25 nodes a layer:
 
 - masks (causal, left padding, Gemma3's sliding window) are built once per pass as an additive
   bias, and rotary cos/sin once per rotary base, not per layer;
@@ -14,7 +14,12 @@ written from the config instead of traced, ~25 nodes a layer:
 - each residual Add rides in the next norm (SkipSimplifiedLayerNormalization);
 - q/k/v and gate/up, which read the same input, are one MatMul each (then a Split): a decode
   step's matmuls are single rows, and small ones are dominated by their launch, not their bytes;
-- the attention scale is folded into Gemma3's query norm weight.
+- the attention scale is folded into the query norm weight where the family has one (Gemma3, Qwen3);
+- a projection's bias (Qwen2's q/k/v) is one Add after its (fused) MatMul.
+
+How a family differs from Llama (norm offset, embedding scale, q/k norms, extra norms, biases,
+sliding window, activation) is read from its :class:`~edgecomp.models.families.Family`; this module
+has no branch on a model type.
 
 With ``lora_inputs`` every linear layer also takes a low-rank update as run-time inputs,
 ``x @ W + (x @ a) @ b`` with ``a`` [in, R] and ``b`` [R, out] (a fused q/k/v or gate/up layer: its
@@ -41,22 +46,24 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from ..errors import EdgecompError
+from ..model_folder import read_config
+from ..models.families import Family, family_for
+from .onnx_io import save_model
 
 OPSET = 18
 VERSION = 1  # bumped whenever the graph written for a checkpoint changes (export caches key on it)
 MASKED = float(np.finfo(np.float32).min)
-ACTIVATIONS = {"llama": "silu", "gemma3_text": "gelu_pytorch_tanh"}
 PRODUCER = "edgecomp"  # the graph's producer_name: what later steps check before relying on its names
 LORA_LAYOUT = "lora_layout.json"
 
 
 def unsupported(config: dict) -> str | None:
     """Why this module cannot build ``config``'s graph (None: it can)."""
-    kind = config.get("model_type")
-    if kind not in ACTIVATIONS:
-        return f"model type {kind!r}"
+    family = family_for(config)
+    if family is None:
+        return f"model type {config.get('model_type')!r}"
     activation = config.get("hidden_activation") or config.get("hidden_act")
-    if activation != ACTIVATIONS[kind]:
+    if activation != family.activation:
         return f"activation {activation!r}"
     if config.get("attention_bias") or config.get("mlp_bias"):
         return "biases in attention or MLP"
@@ -67,7 +74,16 @@ def unsupported(config: dict) -> str | None:
         return "logit soft-capping"
     if config.get("use_bidirectional_attention"):
         return "bidirectional attention"
+    for key in family.unsupported_keys:
+        if config.get(key):
+            return f"{key}={config[key]!r}"
     return None
+
+
+def attention_scale(family: Family, config: dict) -> float:
+    """The factor on q·k: ``query_scale_key``'s value (else the head size) to the power -0.5."""
+    dim = config.get("head_dim") or config["hidden_size"] // config["num_attention_heads"]
+    return float(config.get(family.query_scale_key, dim) if family.query_scale_key else dim) ** -0.5
 
 
 class _Graph:
@@ -116,7 +132,7 @@ class _Builder:
     def __init__(self, config: dict, weights: dict[str, np.ndarray], lora_inputs: bool = False):
         self.c, self.w, self.g = config, weights, _Graph()
         self.lora = {} if lora_inputs else None  # input prefix -> {"parts", "in", "out"}
-        self.gemma = config["model_type"] == "gemma3_text"
+        self.family = family_for(config)
         self.hidden = config["hidden_size"]
         self.heads = config["num_attention_heads"]
         self.kv_heads = config.get("num_key_value_heads") or self.heads
@@ -130,19 +146,25 @@ class _Builder:
         return self.w[name]
 
     def norm(self, x: str, weight_name: str, name: str, extra_scale: float = 1.0, skip: str | None = None):
-        """RMSNorm (Gemma: scale 1 + w); ``extra_scale`` folds a following constant multiply in.
+        """RMSNorm (scale ``norm_offset + w``); ``extra_scale`` folds a following constant multiply in.
 
         With ``skip`` (the residual stream), one SkipSimplifiedLayerNormalization adds ``x`` to it
         first and returns (normalized, new residual stream): the residual Add costs no node."""
-        weight = self.tensor(weight_name)
-        gamma = self.g.weight(weight_name, (1.0 + weight if self.gemma else weight) * extra_scale)
+        weight, offset = self.tensor(weight_name), self.family.norm_offset
+        gamma = self.g.weight(weight_name, (offset + weight if offset else weight) * extra_scale)
         if skip is None:
             return self.g.op("SimplifiedLayerNormalization", [x, gamma], name, axis=-1, epsilon=self.eps)
         out, total = f"{name}/output_0", f"{name}/residual"
-        self.g.nodes.append(helper.make_node(
-            "SkipSimplifiedLayerNormalization", [x, skip, gamma], [out, "", "", total], name=name,
-            domain="com.microsoft", epsilon=self.eps,
-        ))
+        self.g.nodes.append(
+            helper.make_node(
+                "SkipSimplifiedLayerNormalization",
+                [x, skip, gamma],
+                [out, "", "", total],
+                name=name,
+                domain="com.microsoft",
+                epsilon=self.eps,
+            )
+        )
         return out, total
 
     def linear(self, x: str, module: str, parts: tuple[str, ...] = ()) -> str | list[str]:
@@ -150,19 +172,29 @@ class _Builder:
 
         With ``parts`` (sibling modules reading the same input, e.g. q/k/v), one MatMul by their
         weights side by side, split into one output per part: one weight read and one kernel
-        launch instead of several small ones (a decode step's matmuls are a single row)."""
+        launch instead of several small ones (a decode step's matmuls are a single row). Modules
+        of the family's ``attention_biases`` add their bias (side by side, like the weights) after
+        the MatMul."""
         prefix = module.rsplit(".", 1)[0]
-        names = [f"{prefix}.{part}.weight" for part in parts] if parts else [f"{module}.weight"]
-        matrices = [self.tensor(name).T for name in names]
+        modules = [f"{prefix}.{part}" for part in parts] if parts else [module]
+        matrices = [self.tensor(f"{name}.weight").T for name in modules]
         weight = self.g.weight(f"{module}.weight", np.concatenate(matrices, axis=1))
         node = "/" + module.replace(".", "/").replace("/layers/", "/layers.")
         out = self.g.op("MatMul", [x, weight], f"{node}/MatMul")
+        if any(name.rsplit(".", 1)[1] in self.family.attention_biases for name in modules):
+            bias = np.concatenate([self.tensor(f"{name}.bias") for name in modules])
+            out = self.g.op("Add", [out, self.g.weight(f"{module}.bias", bias)], f"{node}/Add")
         if self.lora is not None:
             prefix_in = f"lora.{module}"
-            self.lora[prefix_in] = {"parts": [f"{prefix}.{part}" for part in parts] if parts else [module],
-                                    "in": int(matrices[0].shape[0]), "out": [int(m.shape[1]) for m in matrices]}
+            self.lora[prefix_in] = {
+                "parts": modules,
+                "in": int(matrices[0].shape[0]),
+                "out": [int(m.shape[1]) for m in matrices],
+            }
             down = self.g.op("MatMul", [x, f"{prefix_in}.a"], f"{node}/lora_a")
-            out = self.g.op("Add", [out, self.g.op("MatMul", [down, f"{prefix_in}.b"], f"{node}/lora_b")], f"{node}/lora_add")
+            out = self.g.op(
+                "Add", [out, self.g.op("MatMul", [down, f"{prefix_in}.b"], f"{node}/lora_b")], f"{node}/lora_add"
+            )
         if not parts:
             return out
         sizes = self.g.const([m.shape[1] for m in matrices])
@@ -180,7 +212,10 @@ class _Builder:
         queries = g.op("Range", [past, total, g.const(1)], "/mask/queries")
         distance = g.op(
             "Sub",
-            [g.op("Unsqueeze", [queries, g.const([1])], "/mask/q_col"), g.op("Unsqueeze", [keys, g.const([0])], "/mask/k_row")],
+            [
+                g.op("Unsqueeze", [queries, g.const([1])], "/mask/q_col"),
+                g.op("Unsqueeze", [keys, g.const([0])], "/mask/k_row"),
+            ],
             "/mask/distance",
         )  # [S, T]: query position - key position
         causal = g.op("GreaterOrEqual", [distance, g.const(0)], "/mask/causal")
@@ -196,8 +231,9 @@ class _Builder:
             return g.op("Where", [both, zero, masked], f"/mask/{kind}/bias")
 
         out = {"full_attention": bias(causal, "full")}
-        window = self.c.get("sliding_window")
-        if self.gemma and window:
+        key = self.family.sliding_window_key
+        window = self.c.get(key) if key else None
+        if window:
             near = g.op("Less", [distance, g.const(int(window))], "/mask/near")
             out["sliding_attention"] = bias(g.op("And", [causal, near], "/mask/sliding"), "sliding")
         return out
@@ -206,9 +242,9 @@ class _Builder:
         """(positions, cos, sin) per layer type for ONNX Runtime's RotaryEmbedding: the tables are
         computed for this pass's ``position_ids`` only ([B*S, H/2]) and indexed 0..B*S-1."""
         g = self.g
-        bases = {"full_attention": float(self.c.get("rope_theta", 10000.0))}
-        if self.gemma:
-            bases["sliding_attention"] = float(self.c.get("rope_local_base_freq", 10000.0))
+        bases = {"full_attention": float(self.c.get(self.family.rope_theta_key, 10000.0))}
+        if self.family.local_rope_key:
+            bases["sliding_attention"] = float(self.c.get(self.family.local_rope_key, 10000.0))
         positions = g.op(
             "Unsqueeze",
             [g.op("Cast", ["position_ids"], "/rotary/positions", to=TensorProto.FLOAT), g.const([2])],
@@ -217,7 +253,10 @@ class _Builder:
         count = g.op("Size", ["position_ids"], "/rotary/count")
         rows = g.op(
             "Reshape",
-            [g.op("Range", [g.const(0), count, g.const(1)], "/rotary/rows"), g.op("Shape", ["position_ids"], "/rotary/shape")],
+            [
+                g.op("Range", [g.const(0), count, g.const(1)], "/rotary/rows"),
+                g.op("Shape", ["position_ids"], "/rotary/shape"),
+            ],
             "/rotary/row_ids",
         )  # [B, S]: row b*S+s of the tables below
         half = g.const([-1, self.head_dim // 2])
@@ -244,13 +283,13 @@ class _Builder:
         g, p = self.g, f"model.layers.{i}.self_attn"
         name = f"/model/layers.{i}/self_attn"
         heads, kv, dim = self.heads, self.kv_heads, self.head_dim
-        scale = float(self.c.get("query_pre_attn_scalar", dim)) ** -0.5 if self.gemma else dim**-0.5
+        scale = attention_scale(self.family, self.c)
 
-        q, k, v = self.linear(x, f"{p}.qkv_proj", ("q_proj", "k_proj", "v_proj"))
+        q, k, v = self.linear(x, f"{p}.qkv_proj", self.family.fused["qkv_proj"])
         q = g.op("Reshape", [q, g.const([0, 0, heads, dim])], f"{name}/q_heads")
         k = g.op("Reshape", [k, g.const([0, 0, kv, dim])], f"{name}/k_heads")
         v = g.op("Reshape", [v, g.const([0, 0, kv, dim])], f"{name}/v_heads")
-        if self.gemma:  # per-head RMSNorm; the attention scale rides on the query's
+        if self.family.qk_norm:  # per-head RMSNorm; the attention scale rides on the query's
             q = self.norm(q, f"{p}.q_norm.weight", f"{name}/q_norm", extra_scale=scale)
             k = self.norm(k, f"{p}.k_norm.weight", f"{name}/k_norm")
         else:
@@ -262,8 +301,12 @@ class _Builder:
         k = self.rotate(k, cos_sin, f"{name}/k_rotary")
 
         present_k, present_v = f"present.{i}.key", f"present.{i}.value"
-        g.nodes.append(helper.make_node("Concat", [f"past_key_values.{i}.key", k], [present_k], name=f"{name}/k_cache", axis=2))
-        g.nodes.append(helper.make_node("Concat", [f"past_key_values.{i}.value", v], [present_v], name=f"{name}/v_cache", axis=2))
+        g.nodes.append(
+            helper.make_node("Concat", [f"past_key_values.{i}.key", k], [present_k], name=f"{name}/k_cache", axis=2)
+        )
+        g.nodes.append(
+            helper.make_node("Concat", [f"past_key_values.{i}.value", v], [present_v], name=f"{name}/v_cache", axis=2)
+        )
 
         q5 = g.op("Reshape", [q, g.const([0, kv, heads // kv, -1, dim])], f"{name}/q_groups")  # [B, kv, G, S, H]
         k5 = g.op("Unsqueeze", [present_k, g.const([2])], f"{name}/k_5d")
@@ -279,21 +322,24 @@ class _Builder:
 
     def mlp(self, x: str, i: int) -> str:
         g, p = self.g, f"model.layers.{i}.mlp"
-        gate, up = self.linear(x, f"{p}.gate_up_proj", ("gate_proj", "up_proj"))
-        if self.gemma:
+        gate, up = self.linear(x, f"{p}.gate_up_proj", self.family.fused["gate_up_proj"])
+        if self.family.activation_op == "FastGelu":
             act = g.op("FastGelu", [gate], f"/model/layers.{i}/mlp/act", domain="com.microsoft")
-        else:
-            act = g.op("Mul", [gate, g.op("Sigmoid", [gate], f"/model/layers.{i}/mlp/sigmoid")], f"/model/layers.{i}/mlp/act")
+        else:  # SiLU
+            act = g.op(
+                "Mul", [gate, g.op("Sigmoid", [gate], f"/model/layers.{i}/mlp/sigmoid")], f"/model/layers.{i}/mlp/act"
+            )
         return self.linear(g.op("Mul", [act, up], f"/model/layers.{i}/mlp/gated"), f"{p}.down_proj")
 
     def layer(self, x: str, h: str, i: int, masks, rotary) -> tuple[str, str]:
         """Layer ``i`` from its normalized input ``x`` and residual stream ``h``; returns the update
         still to be added to ``h`` (the next norm adds it) and ``h``."""
         p, name = f"model.layers.{i}", f"/model/layers.{i}"
-        kind = (self.c.get("layer_types") or ["full_attention"] * self.layers)[i] if self.gemma else "full_attention"
+        key = self.family.layer_types_key
+        kind = ((self.c.get(key) if key else None) or ["full_attention"] * self.layers)[i]
         kind = kind if kind in masks else "full_attention"
         attn = self.attention(x, i, masks[kind], rotary[kind])
-        if self.gemma:
+        if self.family.sandwich_norms:
             attn = self.norm(attn, f"{p}.post_attention_layernorm.weight", f"{name}/post_attention_norm")
             x, h = self.norm(attn, f"{p}.pre_feedforward_layernorm.weight", f"{name}/pre_mlp_norm", skip=h)
             mlp = self.norm(self.mlp(x, i), f"{p}.post_feedforward_layernorm.weight", f"{name}/post_mlp_norm")
@@ -308,15 +354,16 @@ class _Builder:
         g, c = self.g, self.c
         table = g.weight("model.embed_tokens.weight", self.tensor("model.embed_tokens.weight"))
         h = g.op("Gather", [table, "input_ids"], "/model/embed_tokens/Gather")
-        if self.gemma:
+        if self.family.embedding_scale:
             h = g.op("Mul", [h, g.const(np.float32(self.hidden**0.5), np.float32)], "/model/embed_tokens/scale")
         masks, rotary = self.masks(), self.rotary()
         x = self.norm(h, "model.layers.0.input_layernorm.weight", "/model/layers.0/input_norm")
         for i in range(self.layers):
             update, h = self.layer(x, h, i, masks, rotary)
             if i + 1 < self.layers:
-                x, h = self.norm(update, f"model.layers.{i + 1}.input_layernorm.weight",
-                                 f"/model/layers.{i + 1}/input_norm", skip=h)
+                x, h = self.norm(
+                    update, f"model.layers.{i + 1}.input_layernorm.weight", f"/model/layers.{i + 1}/input_norm", skip=h
+                )
         h, _ = self.norm(update, "model.norm.weight", "/model/norm", skip=h)
         if c.get("tie_word_embeddings", True) and "lm_head.weight" not in self.w:
             head = g.op("Transpose", [table], "/lm_head/tied_weight", perm=[1, 0])
@@ -357,7 +404,7 @@ def build_decoder_graph(checkpoint_dir: Path, work_dir: Path, lora_inputs: bool 
     """Write ``work_dir/model.onnx`` (+ config, + ``lora_layout.json`` with ``lora_inputs``) for the
     checkpoint; raise if :func:`unsupported`."""
     checkpoint_dir, work_dir = Path(checkpoint_dir), Path(work_dir)
-    config = json.loads((checkpoint_dir / "config.json").read_text(encoding="utf-8"))
+    config = read_config(checkpoint_dir)
     reason = unsupported(config)
     if reason:
         raise EdgecompError(f"edgecomp's decoder graph does not support {reason}; use --graph optimum")
@@ -368,10 +415,7 @@ def build_decoder_graph(checkpoint_dir: Path, work_dir: Path, lora_inputs: bool 
         (work_dir / LORA_LAYOUT).write_text(json.dumps(builder.lora, indent=1), encoding="utf-8")
     path = work_dir / "model.onnx"
     large = sum(t.ByteSize() for t in model.graph.initializer) > 1.8e9  # protobuf's 2 GB limit
-    if large:
-        onnx.save_model(model, str(path), save_as_external_data=True, location="model.onnx.data", size_threshold=1024)
-    else:
-        onnx.save_model(model, str(path))
+    save_model(model, path, external=large)
     for name in ("config.json", "generation_config.json"):
         if (checkpoint_dir / name).is_file():
             (work_dir / name).write_bytes((checkpoint_dir / name).read_bytes())

@@ -58,7 +58,9 @@ def add_logits_to_keep_proto(model) -> bool:
     )
     nodes = [
         helper.make_node("Neg", [INPUT], [f"{prefix}/neg"], name=f"{prefix}/Neg"),
-        helper.make_node("Reshape", [f"{prefix}/neg", f"{prefix}/shape"], [f"{prefix}/starts"], name=f"{prefix}/Reshape"),
+        helper.make_node(
+            "Reshape", [f"{prefix}/neg", f"{prefix}/shape"], [f"{prefix}/starts"], name=f"{prefix}/Reshape"
+        ),
         helper.make_node(
             "Slice", [hidden, f"{prefix}/starts", f"{prefix}/ends", f"{prefix}/axes"], [kept], name=f"{prefix}/Slice"
         ),
@@ -87,6 +89,8 @@ def add_logits_to_keep(model_path: str | Path) -> bool:
     """
     import onnx
 
+    from .onnx_io import save_model
+
     model_path = Path(model_path)
     model = onnx.load(str(model_path), load_external_data=False)
     if not add_logits_to_keep_proto(model):
@@ -94,6 +98,6 @@ def add_logits_to_keep(model_path: str | Path) -> bool:
     if not any(t.data_location == onnx.TensorProto.EXTERNAL for t in model.graph.initializer):
         onnx.checker.check_model(model)  # (with external data the checker wants the weight files)
     tmp = model_path.with_name(model_path.name + ".tmp")
-    onnx.save(model, str(tmp))
+    save_model(model, tmp, external=False)
     tmp.replace(model_path)
     return True

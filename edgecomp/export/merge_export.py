@@ -1,14 +1,14 @@
 """``merge-export``: compose adapters, merge into the base, export to ONNX, verify, quantize.
 
-The export is built once per (resolved spec, base weights, merge base, quantization) in the cache,
-under the sha256 of those — so exporting the same composition again is a copy, not an hour on a
-laptop — and copied to ``out``. Its manifest records the composition: base (name and weight
-fingerprint), method and options, merge base, and each adapter with its weights and content hash.
+The export is built once per (resolved spec, base weights, merge base, quantization scheme and
+its configuration) in the cache, under the sha256 of those — so exporting the same composition
+again is a copy, not a new merge, export and quantization — and copied to ``out``. Its manifest
+records the composition: base (name and weight fingerprint), method and options, merge base, and
+each adapter with its weights and content hash.
 """
 
 from __future__ import annotations
 
-import json
 import shutil
 import tempfile
 from pathlib import Path
@@ -20,6 +20,8 @@ from ..compose.spec import Resolved
 from ..console import console
 from ..errors import EdgecompError
 from ..fsutil import atomic_dir, check_output_dir, sha256_file
+from ..model_folder import read_manifest
+from .quantization.schemes import get_scheme
 
 EXPORT_DIR = "export"
 
@@ -50,14 +52,13 @@ def merge_export(resolved: Resolved, out: Path, *, force: bool = False, **option
     """Build (or find) the export of ``resolved`` in the cache and copy it to ``out``; return its manifest.
 
     ``options`` are :func:`cached_export`'s."""
-    from .pipeline import MANIFEST
 
     check_output_dir(out, force)
     cached = cached_export(resolved, **options)
     with atomic_dir(out, force=force) as tmp:
         for file in cached.iterdir():
             shutil.copy2(file, tmp / file.name)
-    return json.loads((out / MANIFEST).read_text(encoding="utf-8"))
+    return read_manifest(out)
 
 
 def cached_export(
@@ -78,7 +79,11 @@ def cached_export(
 ) -> Path:
     """The export folder of ``resolved`` in the cache, built on first use (merge, ONNX, verify, quantize).
 
-    ``lora_inputs``: the graph also takes LoRA updates at run time (:mod:`edgecomp.runtime.adapter`)."""
+    The cache key holds the quantization scheme's name, version and full configuration
+    (:meth:`~edgecomp.export.quantization.schemes.Scheme.key`): ``block_size``, ``tune_steps`` and
+    ``eight_bit_layers`` are options of the schemes that declare them, ``calibration`` of those that
+    calibrate. ``lora_inputs``: the graph also takes LoRA updates at run time
+    (:mod:`edgecomp.runtime.adapter`)."""
     from ..models.cache import cached_entry
     from ..models.fingerprint import weights_fingerprint
     from ..models.resolve import resolve_base
@@ -87,29 +92,33 @@ def cached_export(
     for path in [*(trim_corpus or []), *(calibration or [])]:
         if not Path(path).is_file():
             raise EdgecompError(f"{path} does not exist or is not a file")
-    composed = compose(resolved.terms, resolved.method, resolved.options) if resolved.terms else None
+    scheme = get_scheme(quantize)
+    weights = scheme.configured(
+        block_size=block_size, tune_steps=tune_steps, eight_bit_layers=eight_bit_layers, calibration=calibration
+    )
+    composed = compose(resolved.terms, resolved.method, resolved.parameters) if resolved.terms else None
     base_model = resolve_base(_base_spec(resolved, base), allow_pickle=allow_pickle)
     fingerprint = weights_fingerprint(base_model.path)
     _check_fingerprints(resolved, base_model.name, fingerprint)
-    from .quantization.apply import QUANTIZER_VERSION, int4_options, mode_config
-
     from .onnx_export import chosen_graph
 
     graph = chosen_graph(base_model.path, graph)
     extra = {"trim": [sha256_file(p) for p in trim_corpus]} if trim_corpus else {}
-    if calibration and quantize == "int4":
-        extra["calibration"] = [sha256_file(p) for p in calibration]
     if lora_inputs:
         extra["lora_inputs"] = True
     from .decoder_graph import VERSION as GRAPH_VERSION
 
     graph_key = f"edgecomp-{GRAPH_VERSION}" if graph == "edgecomp" else graph
-    weights = int4_options(mode_config(quantize), block_size=block_size, tune_steps=tune_steps,
-                           eight_bit_layers=eight_bit_layers)
     prompt = resolved.prompt()
-    key = resolved.digest(base=fingerprint, merge_base=merge_base, quantize=quantize, edgecomp=__version__,
-                          quantizer=QUANTIZER_VERSION, weights=weights.describe() if weights else None,
-                          graph=graph_key, prompt=prompt, **extra)
+    key = resolved.digest(
+        base=fingerprint,
+        merge_base=merge_base,
+        edgecomp=__version__,
+        graph=graph_key,
+        prompt=prompt,
+        **scheme.key(weights, calibration),
+        **extra,
+    )
     manifest = {
         "base": {"name": base_model.name, "fingerprint": fingerprint},
         "spec_sha256": key,
@@ -123,8 +132,15 @@ def cached_export(
         },
     }
 
-    export = dict(quantize=quantize, manifest=manifest, trim_corpus=trim_corpus, graph=graph, calibration=calibration,
-                  weight_config=weights, lora_inputs=lora_inputs)
+    export = dict(
+        quantize=quantize,
+        manifest=manifest,
+        trim_corpus=trim_corpus,
+        graph=graph,
+        calibration=calibration,
+        weight_config=weights,
+        lora_inputs=lora_inputs,
+    )
     as_is = composed is None and merge_base == "original" and any(base_model.path.glob("*.safetensors"))
 
     def build(entry: Path) -> dict:
@@ -133,8 +149,14 @@ def cached_export(
             return {"spec_sha256": key}
         with tempfile.TemporaryDirectory(prefix=".merge-", dir=entry) as tmp:
             with console.status("merging adapters into the base weights"):
-                merged = merged_checkpoint(base_model.path, composed, merge_base, Path(tmp) / "merged",
-                                           allow_pickle=allow_pickle, trust_remote_code=trust_remote_code)
+                merged = merged_checkpoint(
+                    base_model.path,
+                    composed,
+                    merge_base,
+                    Path(tmp) / "merged",
+                    allow_pickle=allow_pickle,
+                    trust_remote_code=trust_remote_code,
+                )
             export_checkpoint(merged, entry / EXPORT_DIR, **export)
         return {"spec_sha256": key}
 

@@ -1,7 +1,7 @@
 """PyTorch checkpoint → fp32 ONNX decoder with KV cache: edgecomp's own graph or optimum's.
 
 ``graph="auto"`` writes edgecomp's compact graph (:mod:`edgecomp.export.decoder_graph`) for the
-architectures it knows (Llama, Gemma3 text) and lets optimum trace every other one; both are the
+model families it knows (:mod:`edgecomp.models.families`) and lets optimum trace every other one; both are the
 same ``text-generation-with-past`` interface and both are verified against PyTorch afterwards.
 For optimum we check up front that the checkpoint is one it can take, so a user sees one clear
 line instead of a traceback from deep inside the tracer.
@@ -9,11 +9,12 @@ line instead of a traceback from deep inside the tracer.
 
 from __future__ import annotations
 
-import json
 import warnings
 from pathlib import Path
 
 from ..errors import EdgecompError
+from ..model_folder import read_config
+from ..models.families import FAMILIES
 
 TASK = "text-generation-with-past"
 GRAPHS = ("auto", "edgecomp", "optimum")
@@ -23,16 +24,12 @@ def _check_checkpoint(checkpoint_dir: Path) -> None:
     from optimum.exporters.onnx import model_configs  # noqa: F401  (registers the ONNX configs)
     from optimum.exporters.tasks import TasksManager
 
-    config_path = checkpoint_dir / "config.json"
-    if not config_path.is_file():
-        raise EdgecompError(f"{checkpoint_dir} has no config.json; is it a Hugging Face checkpoint?")
+    config = read_config(checkpoint_dir)
     if not any(checkpoint_dir.glob("*.safetensors")):
         raise EdgecompError(f"{checkpoint_dir} has no *.safetensors weights")
-    model_type = json.loads(config_path.read_text(encoding="utf-8")).get("model_type")
+    model_type = config.get("model_type")
     try:
-        tasks = TasksManager.get_supported_tasks_for_model_type(
-            model_type, "onnx", library_name="transformers"
-        )
+        tasks = TasksManager.get_supported_tasks_for_model_type(model_type, "onnx", library_name="transformers")
     except KeyError:
         tasks = {}
     if TASK not in tasks:
@@ -47,10 +44,7 @@ def chosen_graph(checkpoint_dir: Path, graph: str = "auto") -> str:
         raise EdgecompError(f"unknown graph {graph!r}; choose one of {', '.join(GRAPHS)}")
     if graph != "auto":
         return graph
-    config_path = Path(checkpoint_dir) / "config.json"
-    if not config_path.is_file():
-        raise EdgecompError(f"{checkpoint_dir} has no config.json; is it a Hugging Face checkpoint?")
-    return "optimum" if unsupported(json.loads(config_path.read_text(encoding="utf-8"))) else "edgecomp"
+    return "optimum" if unsupported(read_config(checkpoint_dir)) else "edgecomp"
 
 
 def export_onnx(checkpoint_dir: Path, work_dir: Path, graph: str = "auto", lora_inputs: bool = False) -> Path:
@@ -65,7 +59,7 @@ def export_onnx(checkpoint_dir: Path, work_dir: Path, graph: str = "auto", lora_
 
         return build_decoder_graph(checkpoint_dir, work_dir, lora_inputs)
     if lora_inputs:
-        raise EdgecompError("run-time LoRA inputs need edgecomp's decoder graph (Llama or Gemma3)")
+        raise EdgecompError(f"run-time LoRA inputs need edgecomp's decoder graph ({', '.join(sorted(FAMILIES))})")
     from optimum.exporters.onnx import main_export
     from torch.jit import TracerWarning
 

@@ -19,16 +19,20 @@ import numpy as np
 
 from ..console import console
 from ..data.prompts import prompt_ids
-from ..data.tokenizer import bos_id, encoder, load_tokenizer
+from ..data.tokenizer import encoder, load_tokenizer
+from ..data.vocab_map import IdMap, write_id_map
 from ..errors import EdgecompError
 from ..fsutil import atomic_dir, sha256_file, write_json
+from ..metrics import LOGITS, metric
+from ..model_folder import MANIFEST, read_config, special_ids
 from .decoder_graph import LORA_LAYOUT
 from .onnx_export import chosen_graph, export_onnx
-from .quantization.apply import MODES, WeightOnlyConfig, quantize_model
-from .trim import IdMap, corpus_lines, kept_ids, trim_onnx, write_id_map
+from .quantization.apply import quantize_model
+from .quantization.schemes import SCHEMES, get_scheme
+from .quantization.weight_only import WeightOnlyConfig
+from .trim import corpus_lines, kept_ids, trim_onnx
 from .verify import compare_quantized, onnx_logits, verify_logits
 
-MANIFEST = "edgecomp-export.json"
 REQUIRED = ("config.json", "tokenizer.json")
 OPTIONAL = ("generation_config.json", "tokenizer_config.json", "special_tokens_map.json")
 
@@ -49,11 +53,19 @@ def _step(label: str) -> Iterator[Callable[[str, int, int], None]]:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     start = time.perf_counter()
-    columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    columns = (
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
     try:
         with Progress(*columns, console=console, transient=True) as bar:
             task = bar.add_task(f"{label}…", total=None)
-            yield lambda stage, done, total: bar.update(task, description=f"{label}: {stage}", completed=done, total=total)
+            yield lambda stage, done, total: bar.update(
+                task, description=f"{label}: {stage}", completed=done, total=total
+            )
     except BaseException:
         console.print(f"[red]✗[/] {label}")
         raise
@@ -62,7 +74,9 @@ def _step(label: str) -> Iterator[Callable[[str, int, int], None]]:
 
 def verification_ids(checkpoint_dir: Path) -> list[int]:
     """The fixed token sequence both exports are checked on, built with the checkpoint's tokenizer."""
-    return prompt_ids(encoder(load_tokenizer(checkpoint_dir)), VERIFY_TEXT, bos_id(checkpoint_dir), VERIFY_MAX_TOKENS)
+    return prompt_ids(
+        encoder(load_tokenizer(checkpoint_dir)), VERIFY_TEXT, special_ids(checkpoint_dir).bos, VERIFY_MAX_TOKENS
+    )
 
 
 def _check_trim(trimmed_dir: Path, full_dir: Path, config: dict, ids: list[int], kept: np.ndarray) -> dict:
@@ -72,7 +86,7 @@ def _check_trim(trimmed_dir: Path, full_dir: Path, config: dict, ids: list[int],
     inside = [i for i in ids if i < to_trimmed.size and to_trimmed[i] >= 0]
     full = onnx_logits(full_dir, config, inside)[:, kept]
     trimmed = onnx_logits(trimmed_dir, config, to_trimmed[inside].tolist())
-    diff = float(np.abs(trimmed - full).max())
+    diff = metric("max_abs_diff", LOGITS).overall(trimmed, full)["max_abs_diff"]
     tolerance = 1e-5 * max(1.0, float(np.abs(full).max()))
     if not diff <= tolerance:
         raise EdgecompError(f"the trimmed graph's logits differ from the full graph's by {diff:.3g}")
@@ -96,9 +110,10 @@ def export_checkpoint(
     """Export, verify, (trim,) quantize and write ``out_dir``; return the manifest written there.
 
     ``out_dir`` holds ``model.onnx`` (+ external data), the checkpoint's config, generation config
-    and tokenizer files, and ``edgecomp-export.json``: ``manifest`` plus ``quantize`` (the mode),
-    ``quantization`` (how: for int8/int4 the configuration and how the embedding / LM head are
-    stored; ``weight_config`` overrides the mode's),
+    and tokenizer files, and ``edgecomp-export.json``: ``manifest`` plus ``quantize`` (the scheme,
+    :mod:`~edgecomp.export.quantization.schemes`), ``quantization`` (how: for a weight-only scheme
+    the configuration and how the embedding / LM head are stored; ``weight_config`` overrides the
+    scheme's),
     ``verify`` (``fp32``: ONNX vs PyTorch; ``trim``: trimmed vs full graph on the kept ids; and for
     the other modes the quantized model vs fp32 ONNX) and ``files`` (name → sha256). An existing
     ``out_dir`` is refused unless ``force``.
@@ -108,20 +123,19 @@ def export_checkpoint(
     and the manifest a ``trim`` entry.
 
     ``graph``: edgecomp's compact decoder graph, optimum's, or ``auto`` (see
-    :mod:`edgecomp.export.onnx_export`); ``calibration``: text files for int4's GPTQ (default: shipped).
+    :mod:`edgecomp.export.onnx_export`); ``calibration``: text files the scheme calibrates on (default: shipped).
     ``lora_inputs``: the graph takes LoRA updates at run time (:mod:`edgecomp.runtime.adapter`);
     the manifest's ``lora_inputs`` gives their layout. Verification runs with zero updates.
     """
     checkpoint_dir, out_dir = Path(checkpoint_dir), Path(out_dir)
-    if quantize not in MODES:
-        raise EdgecompError(f"unknown quantization {quantize!r}; choose one of {', '.join(MODES)}")
+    scheme = get_scheme(quantize)
     missing = [name for name in REQUIRED if not (checkpoint_dir / name).is_file()]
     if missing:
         raise EdgecompError(f"checkpoint {checkpoint_dir} lacks {', '.join(missing)}")
     corpus = corpus_lines(trim_corpus) if trim_corpus else None
-    if lora_inputs and quantize == "int4":
-        raise EdgecompError("run-time LoRA inputs work with --quantize none, fp16 or int8 (int4's scale tuning "
-                            "does not model them yet)")
+    if lora_inputs and not scheme.supports_lora_inputs:
+        able = [name for name, other in SCHEMES.items() if other.supports_lora_inputs]
+        raise EdgecompError(f"--quantize {quantize} cannot take run-time LoRA inputs (these can: {', '.join(able)})")
 
     with atomic_dir(out_dir, force) as tmp:
         work = tmp / ".fp32"
@@ -139,7 +153,7 @@ def export_checkpoint(
             trimmed = tmp / ".trimmed"
             with _step(f"Trimming the vocabulary to {kept.size} tokens"):
                 trim = trim_onnx(work, trimmed, kept)
-                config = json.loads((checkpoint_dir / "config.json").read_text(encoding="utf-8"))
+                config = read_config(checkpoint_dir)
                 verify["trim"] = _check_trim(trimmed, work, config, ids, kept)
             for extra in work.iterdir():  # optimum's generation_config.json and the like
                 if not extra.name.startswith("model.onnx") and not (trimmed / extra.name).exists():
@@ -147,13 +161,25 @@ def export_checkpoint(
             shutil.rmtree(work)
             trimmed.rename(work)
             write_id_map(tmp, kept, trim["original_vocab_size"], {"corpus_lines": len(corpus)})
-            trim |= {"corpus": [Path(p).name for p in trim_corpus], "corpus_lines": len(corpus),
-                     "keep_unused": keep_unused, "map": "vocab_map.json"}
+            trim |= {
+                "corpus": [Path(p).name for p in trim_corpus],
+                "corpus_lines": len(corpus),
+                "keep_unused": keep_unused,
+                "map": "vocab_map.json",
+            }
             ids = [int(np.searchsorted(kept, i)) for i in ids]  # all kept: extra_ids above
             map_ids = IdMap.from_kept(kept, trim["original_vocab_size"], tokenizer).to_trimmed_ids
         with _step("Writing fp32 model" if quantize == "none" else f"Quantizing to {quantize}") as report:
-            quantization = quantize_model(work, tmp, quantize, weight_config, tokenizer_dir=checkpoint_dir,
-                                          calibration=calibration, map_ids=map_ids, progress=report)
+            quantization = quantize_model(
+                work,
+                tmp,
+                quantize,
+                weight_config,
+                tokenizer_dir=checkpoint_dir,
+                calibration=calibration,
+                map_ids=map_ids,
+                progress=report,
+            )
         if quantize != "none":
             with _step(f"Measuring {quantize} against fp32"):
                 verify[quantize] = compare_quantized(tmp, work, checkpoint_dir, ids)
@@ -166,8 +192,14 @@ def export_checkpoint(
         shutil.rmtree(work)
 
         files = {p.name: sha256_file(p) for p in sorted(tmp.iterdir())}
-        result = {**manifest, "graph": graph, "quantize": quantize, "quantization": quantization, "verify": verify,
-                  "files": files}
+        result = {
+            **manifest,
+            "graph": graph,
+            "quantize": quantize,
+            "quantization": quantization,
+            "verify": verify,
+            "files": files,
+        }
         if trim is not None:
             result["trim"] = trim
         if layout is not None:

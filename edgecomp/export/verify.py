@@ -3,25 +3,28 @@
 The ONNX side runs through the runtime's own :class:`~edgecomp.runtime.session.DecoderSession`
 (empty cache, the whole sequence in one pass), so the check also covers how the runtime feeds the
 graph. fp32 exports must match within a tolerance; quantized ones are measured against the fp32
-export (largest logit difference, and how often the top token agrees), never failed.
+export (largest logit difference, and how often the top token agrees), never failed. Both numbers
+are logit metrics of :mod:`edgecomp.metrics` (``max_abs_diff``, ``top1_agreement``), the ones
+held-out perplexity reports too.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
 from ..errors import EdgecompError
+from ..metrics import LOGITS, metric
+from ..model_folder import read_config
 from ..runtime.session import DecoderSession, KVShape
 
-# fp32 ONNX and fp32 PyTorch differ only by operation order (fused kernels, sums in another order),
-# a few units of 1e-6 relative per layer. The tolerance scales with the largest logit because the
-# error does: on the tiny test models the difference is ~1e-6 for logits ~1, on Gemma3 270M (vocab
-# 262k, logits in the tens) it is ~1e-4. 1e-3 relative leaves room for both and still fails
-# anything really wrong (a wrong mask or position moves logits by whole units).
+# fp32 ONNX and fp32 PyTorch differ only by operation order (fused kernels, sums in another order).
+# That rounding error grows with the size of the logits, so the tolerance is relative to the
+# largest one: it leaves room for the rounding of small test models and large-vocabulary bases
+# alike (benchmarks/EXPORT.md) and still fails anything really wrong (a wrong mask or position
+# moves logits by whole units).
 RELATIVE_TOLERANCE = 1e-3
 
 
@@ -41,27 +44,23 @@ def torch_logits(checkpoint_dir: Path, input_ids: Sequence[int]) -> np.ndarray:
     import torch
     from transformers import AutoModelForCausalLM
 
-    model = AutoModelForCausalLM.from_pretrained(
-        checkpoint_dir, dtype=torch.float32, local_files_only=True
-    ).eval()
+    model = AutoModelForCausalLM.from_pretrained(checkpoint_dir, dtype=torch.float32, local_files_only=True).eval()
     with torch.inference_mode():
         return model(torch.tensor([list(input_ids)])).logits[0].float().numpy()
 
 
 def _config(checkpoint_dir: Path) -> dict:
-    return json.loads((Path(checkpoint_dir) / "config.json").read_text(encoding="utf-8"))
+    return read_config(checkpoint_dir)
 
 
-def verify_logits(
-    onnx_dir: Path, checkpoint_dir: Path, input_ids: Sequence[int], atol: float | None = None
-) -> dict:
+def verify_logits(onnx_dir: Path, checkpoint_dir: Path, input_ids: Sequence[int], atol: float | None = None) -> dict:
     """Compare ONNX and PyTorch logits; raise :class:`EdgecompError` beyond the tolerance.
 
     ``atol`` defaults to :func:`default_tolerance` of the PyTorch logits.
     """
     reference = torch_logits(checkpoint_dir, input_ids)
     actual = onnx_logits(onnx_dir, _config(checkpoint_dir), input_ids)
-    diff = float(np.abs(actual - reference).max())
+    diff = metric("max_abs_diff", LOGITS).overall(actual, reference)["max_abs_diff"]
     tolerance = default_tolerance(reference) if atol is None else atol
     if not diff <= tolerance:  # also catches NaN
         raise EdgecompError(
@@ -71,17 +70,14 @@ def verify_logits(
     return {"max_abs_diff": diff, "tolerance": tolerance, "tokens": len(input_ids)}
 
 
-def compare_quantized(
-    quantized_dir: Path, fp32_dir: Path, checkpoint_dir: Path, input_ids: Sequence[int]
-) -> dict:
+def compare_quantized(quantized_dir: Path, fp32_dir: Path, checkpoint_dir: Path, input_ids: Sequence[int]) -> dict:
     """How far a quantized export strays from the fp32 one: largest logit difference, and the
     share of positions whose most likely next token is the same (teacher-forced greedy agreement)."""
     config = _config(checkpoint_dir)
     reference = onnx_logits(fp32_dir, config, input_ids)
     actual = onnx_logits(quantized_dir, config, input_ids)
-    agree = float(np.mean(actual.argmax(-1) == reference.argmax(-1)))
     return {
-        "max_abs_diff": float(np.abs(actual - reference).max()),
-        "greedy_agreement": agree,
+        "max_abs_diff": metric("max_abs_diff", LOGITS).overall(actual, reference)["max_abs_diff"],
+        "greedy_agreement": metric("top1_agreement", LOGITS).overall(actual, reference)["top1_agreement"],
         "tokens": len(input_ids),
     }

@@ -19,6 +19,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..compose.spec import spec_keys
+from ..data.yamlfile import check_keys
 from ..errors import EdgecompError
 
 FORMAT = "edgecomp-library/1"
@@ -39,16 +41,24 @@ class Choice:
         """(adapter folder, weight) of a spec that lists adapters summed exactly (``delta``, or one
         adapter), as run-time composition takes them; other specs need a merged export."""
         items = self.spec.get("adapters") or []
-        if not items or set(self.spec) - {"adapters", "method"} or (len(items) > 1 and self.spec.get("method") != "delta"):
-            raise EdgecompError(f"{self.label}: only a list of adapters summed with 'delta' is applied at run time; "
-                                "pass --merge to export this composition")
+        if (
+            not items
+            or set(self.spec) - {"adapters", "method"}
+            or (len(items) > 1 and self.spec.get("method") != "delta")
+        ):
+            raise EdgecompError(
+                f"{self.label}: only a list of adapters summed with 'delta' is applied at run time; "
+                "pass --merge to export this composition"
+            )
         terms = []
         for item in items:
             path, _, weight = str(item).partition(":")
             try:
                 terms.append((root / path, float(weight or 1.0)))
             except ValueError:
-                raise EdgecompError(f"{self.label}: '{item}' is not PATH[:WEIGHT]; pass --merge for per-module weights") from None
+                raise EdgecompError(
+                    f"{self.label}: '{item}' is not PATH[:WEIGHT]; pass --merge for per-module weights"
+                ) from None
         return terms
 
     def prompt(self, root: Path) -> str | None:
@@ -83,6 +93,7 @@ class Library:
         for lang, entry in index["languages"].items():
             if not isinstance(entry, dict) or not isinstance(entry.get("spec"), dict) or not entry.get("label"):
                 raise EdgecompError(f"{path}: language '{lang}' needs a 'label' and a 'spec'")
+            check_keys(entry["spec"], spec_keys(), f"{path}: language '{lang}' spec")
         return cls(root, index)
 
     @property
@@ -107,7 +118,8 @@ class Library:
         names = ", ".join(f"{code} ({distance:.2f})" for code, distance in closest) or "none known to URIEL"
         raise EdgecompError(
             f"no shipped adapter for '{lang}' (shipped: {', '.join(self.languages)}); closest by URIEL: {names}. "
-            f"Train one with `edgecomp train --kind language --lang {lang} --data {lang}.txt --out lang-{lang} --qlora`, "
+            f"Train one with `edgecomp train --kind language --lang {lang} --data {lang}.txt "
+            f"--out lang-{lang} --qlora`, "
             f"or pass --fallback to summarize with the closest language's composition"
         )
 
@@ -131,4 +143,6 @@ class Library:
     def files(self, choice: Choice) -> list[Path]:
         """Every file the choice's export depends on: the index and its adapters' weights and configs."""
         adapters = [self.root / str(item).split(":", 1)[0] for item in choice.spec.get("adapters") or []]
-        return [self.root / INDEX] + [a / f for a in adapters for f in ("adapter_config.json", "adapter_model.safetensors")]
+        return [self.root / INDEX] + [
+            a / f for a in adapters for f in ("adapter_config.json", "adapter_model.safetensors")
+        ]

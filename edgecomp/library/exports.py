@@ -1,15 +1,17 @@
 """The export of a library composition: built once into the cache, found again without PyTorch.
 
 The export cache (:func:`edgecomp.export.merge_export.cached_export`) keys an export by the
-composed weights, which takes PyTorch and a second to compute. A summary of a language already
-seen must start in well under that, so this module keeps its own small index: the sha256 of what
-the export depends on (the library files the choice names, the quantization, the base package and
-edgecomp's version) → the export folder. A hit costs a few file hashes (remembered by size and
-mtime); a miss builds the export through ``cached_export`` and records it.
+composed weights, which takes PyTorch and the composition to compute (benchmarks/LIBRARY.md). A
+summary of a language already seen must not pay that, so this module keeps its own small index:
+the sha256 of what the export depends on (the library files the choice names, its method's name,
+version and parameters, the quantization scheme's name, version and configuration, the base
+package and edgecomp's version) → the export folder. A hit costs a few file hashes (remembered by
+size and mtime); a miss builds the export through ``cached_export`` and records it.
 
 Two kinds of export: :func:`base_export`, the base alone with run-time LoRA inputs, which every
 language shares (its composition is fed at run time, :mod:`edgecomp.runtime.adapter`), and
-:func:`merged_export`, one composition merged into the weights (``--merge``; needed for int4).
+:func:`merged_export`, one composition merged into the weights (``--merge``; needed for a scheme
+that cannot take run-time LoRA inputs, such as int4).
 """
 
 from __future__ import annotations
@@ -20,9 +22,10 @@ import time
 from pathlib import Path
 
 from .. import __version__
-from ..fsutil import write_json
+from ..compose.spec import method_key
+from ..export.quantization.schemes import get_scheme
+from ..fsutil import home, write_json
 from ..hashes import remembered_sha256
-from ..models.cache import home
 from .catalog import Choice, Library
 
 INDEX_DIR = "library-exports"
@@ -49,7 +52,7 @@ def _key(parts: dict) -> str:
 
 
 def _cached(key: str) -> Path | None:
-    from ..runtime.model import MANIFEST
+    from ..model_folder import MANIFEST
 
     pointer = home() / INDEX_DIR / f"{key[:32]}.json"
     try:
@@ -67,7 +70,15 @@ def _remember(key: str, export: Path, **about) -> None:
 
 def merged_export(library: Library, choice: Choice, quantize: str = "int8") -> tuple[Path, float | None]:
     """The export with ``choice`` merged into the base, and the seconds spent building it (None: cached)."""
-    key = _key({"files": library.file_hashes(choice), "spec": choice.spec, "quantize": quantize, "base": _base_id(library)})
+    key = _key(
+        {
+            "files": library.file_hashes(choice),
+            "spec": choice.spec,
+            "method": method_key(choice.spec),
+            **get_scheme(quantize).key(),
+            "base": _base_id(library),
+        }
+    )
     found = _cached(key)
     if found is not None:
         return found, None
@@ -83,7 +94,7 @@ def merged_export(library: Library, choice: Choice, quantize: str = "int8") -> t
 def base_export(library: Library, quantize: str = "int8") -> tuple[Path, float | None]:
     """The library base's export with run-time LoRA inputs (shared by every language), and the
     seconds spent building it (None: cached)."""
-    key = _key({"base": _base_id(library), "quantize": quantize, "lora_inputs": True})
+    key = _key({"base": _base_id(library), **get_scheme(quantize).key(), "lora_inputs": True})
     found = _cached(key)
     if found is not None:
         return found, None

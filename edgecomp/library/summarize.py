@@ -26,7 +26,9 @@ def describe(choice: Choice, lang: str, detected: bool) -> str:
     """One line: which language (and how it was known) and which composition summarizes it."""
     how = "detected" if detected else "from --lang"
     if choice.fallback_for:
-        return f"language: {choice.fallback_for} ({how}; not shipped, using {choice.lang}'s) · composition: {choice.label}"
+        return (
+            f"language: {choice.fallback_for} ({how}; not shipped, using {choice.lang}'s) · composition: {choice.label}"
+        )
     return f"language: {lang} ({how}) · composition: {choice.label}"
 
 
@@ -103,5 +105,6 @@ class LibraryRouter:
     @staticmethod
     def _built(seconds: float | None, what: str, export) -> None:
         if seconds is not None:
-            console.print(f"built {what} once into the cache ({seconds:.0f} s): {export}", highlight=False,
-                          soft_wrap=True)
+            console.print(
+                f"built {what} once into the cache ({seconds:.0f} s): {export}", highlight=False, soft_wrap=True
+            )

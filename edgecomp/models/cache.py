@@ -12,22 +12,15 @@ damaged entry is rebuilt, saying so, rather than loaded.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Callable
 
 from filelock import FileLock
-from platformdirs import user_cache_dir
 
 from ..console import console
-from ..fsutil import atomic_dir, sha256_file, write_json
+from ..fsutil import atomic_dir, home, sha256_file, write_json
 
 MANIFEST = "edgecomp-cache.json"
-
-
-def home() -> Path:
-    """``$EDGECOMP_HOME``, else the user's cache dir (``~/.cache/edgecomp`` on Linux)."""
-    return Path(os.environ.get("EDGECOMP_HOME") or user_cache_dir("edgecomp"))
 
 
 def verify_entry(entry: Path, full: bool = True) -> str | None:
@@ -70,9 +63,12 @@ def cached_entry(kind: str, key: str, build: Callable[[Path], dict]) -> Path:
         with atomic_dir(entry, force=True) as tmp:
             info = build(tmp)
             files = sorted(p for p in tmp.rglob("*") if p.is_file())
-            write_json(tmp / MANIFEST, {
-                "info": info,
-                "files": {str(p.relative_to(tmp)): sha256_file(p) for p in files},
-                "sizes": {str(p.relative_to(tmp)): p.stat().st_size for p in files},
-            })
+            write_json(
+                tmp / MANIFEST,
+                {
+                    "info": info,
+                    "files": {str(p.relative_to(tmp)): sha256_file(p) for p in files},
+                    "sizes": {str(p.relative_to(tmp)): p.stat().st_size for p in files},
+                },
+            )
     return entry

@@ -27,9 +27,7 @@ def convert_gguf(gguf_path: Path, out_dir: Path) -> dict:
     from transformers import AutoModelForCausalLM
 
     with Console(stderr=True).status(f"converting {gguf_path.name} (once; about a minute)"):
-        model = AutoModelForCausalLM.from_pretrained(
-            gguf_path.parent, gguf_file=gguf_path.name, dtype=torch.float32
-        )
+        model = AutoModelForCausalLM.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name, dtype=torch.float32)
         tok = tokenizer_from_gguf(gguf_path)
         cfg = model.config
         gen = model.generation_config

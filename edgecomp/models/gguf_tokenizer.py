@@ -67,7 +67,7 @@ def _read_metadata(path: Path) -> dict:
     """The key/value section of a little-endian GGUF (v2/v3); tensors are not read.
 
     ``gguf.GGUFReader`` wraps every element of the 262k-entry vocabulary arrays in its own numpy
-    view and takes about ten seconds; this reads the same values in well under one.
+    view, which is slow; this reads the same values straight from the file (benchmarks/LIBRARY.md).
     """
     buf = np.memmap(path, mode="r")
     mv = memoryview(buf)

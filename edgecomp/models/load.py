@@ -8,10 +8,10 @@ compute dtype is bf16, on CPU fp32 (bitsandbytes' CPU kernels and most CPUs have
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from ..errors import EdgecompError
+from ..model_folder import read_config
 from .nf4 import nf4_config
 
 
@@ -31,12 +31,7 @@ def _check_remote_code(path: Path, trust_remote_code: bool) -> None:
     """Refuse, with a clear message, a model whose architecture exists only as its own code."""
     from transformers import CONFIG_MAPPING
 
-    try:
-        config = json.loads((path / "config.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        raise EdgecompError(f"{path / 'config.json'}: missing or not JSON") from None
-    if not isinstance(config, dict):
-        raise EdgecompError(f"{path / 'config.json'}: not a model config")
+    config = read_config(path)
     if config.get("auto_map") and config.get("model_type") not in CONFIG_MAPPING and not trust_remote_code:
         raise EdgecompError(
             f"{path}: the model's architecture is Python code shipped with it (auto_map in config.json), "

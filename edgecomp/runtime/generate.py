@@ -17,8 +17,8 @@ from typing import Callable, Protocol, Sequence
 import numpy as np
 
 from ..errors import EdgecompError
+from .decoding import Decoding
 from .session import KVCache
-
 
 OnToken = Callable[[int], None]
 
@@ -48,28 +48,6 @@ class Generation:
 def log_softmax(logits: np.ndarray) -> np.ndarray:
     shifted = logits - logits.max(axis=-1, keepdims=True)
     return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
-
-
-def _sampler(temperature: float, top_k: int, top_p: float, seed: int) -> Callable[[np.ndarray], int]:
-    """Pick from ``softmax(logits / temperature)`` cut to the top k, then to the top-p nucleus."""
-    rng = np.random.default_rng(seed)
-
-    def choose(logits: np.ndarray) -> int:
-        scores = logits.astype(np.float64) / temperature
-        candidates = np.arange(scores.size)
-        if 0 < top_k < scores.size:
-            candidates = np.argpartition(-scores, top_k - 1)[:top_k]
-        if top_p < 1.0:  # the nucleus needs an order; plain sampling does not pay for a sort
-            candidates = candidates[np.argsort(-scores[candidates], kind="stable")]
-        probs = np.exp(scores[candidates] - scores[candidates].max())
-        probs /= probs.sum()
-        if top_p < 1.0:
-            # Keep the smallest prefix whose mass reaches top_p (always at least the best token).
-            keep = int(np.searchsorted(np.cumsum(probs), top_p)) + 1
-            candidates, probs = candidates[:keep], probs[:keep] / probs[:keep].sum()
-        return int(candidates[rng.choice(len(probs), p=probs)])
-
-    return choose
 
 
 def _one_sequence(
@@ -139,73 +117,42 @@ def _beam_search(
     return finished[0][1], steps
 
 
-def _check(max_new_tokens, num_beams, do_sample, temperature, top_k, top_p) -> None:
-    if max_new_tokens < 1:
-        raise EdgecompError(f"max_new_tokens must be at least 1 (got {max_new_tokens})")
-    if num_beams < 1:
-        raise EdgecompError(f"num_beams must be at least 1 (got {num_beams})")
-    if do_sample and num_beams > 1:
-        raise EdgecompError("choose sampling or beam search, not both")
-    if do_sample and not (temperature > 0 and top_k >= 0 and 0 < top_p <= 1):
-        raise EdgecompError("sampling needs temperature > 0, top_k >= 0 and 0 < top_p <= 1")
-
-
-def _chooser(do_sample: bool, temperature: float, top_k: int, top_p: float, seed: int):
-    return _sampler(temperature, top_k, top_p, seed) if do_sample else lambda x: int(np.argmax(x))
-
-
 def generate(
     decoder: Decoder,
     prompt: Sequence[int],
+    decoding: Decoding,
     *,
-    max_new_tokens: int,
     eos_ids: tuple[int, ...] = (),
-    num_beams: int = 1,
-    do_sample: bool = False,
-    temperature: float = 1.0,
-    top_k: int = 0,
-    top_p: float = 1.0,
-    seed: int = 0,
-    length_penalty: float = 1.0,
     on_token: OnToken | None = None,
 ) -> Generation:
-    """Continue ``prompt``: greedy by default, beam search with ``num_beams > 1``, or sampling.
+    """Continue ``prompt`` per ``decoding``: greedy, beam search (``num_beams > 1``) or sampling.
 
     ``on_token(id)`` is called with each new token as it is chosen (greedy and sampling); beam
     search knows its tokens only at the end and reports them all then.
     """
     if not prompt:
         raise EdgecompError("cannot generate from an empty prompt")
-    _check(max_new_tokens, num_beams, do_sample, temperature, top_k, top_p)
-
+    d = decoding
     start = time.perf_counter()
     logits, cache = decoder.prefill(prompt)
     prefilled = time.perf_counter()
-    if num_beams > 1:
-        tokens, steps = _beam_search(
-            decoder, logits, cache, num_beams, max_new_tokens, eos_ids, length_penalty
-        )
+    if d.num_beams > 1:
+        tokens, steps = _beam_search(decoder, logits, cache, d.num_beams, d.max_new_tokens, eos_ids, d.length_penalty)
         for token in tokens if on_token is not None else ():
             on_token(token)
     else:
-        choose = _chooser(do_sample, temperature, top_k, top_p, seed)
-        tokens, steps = _one_sequence(decoder, logits, cache, choose, max_new_tokens, eos_ids, on_token)
+        tokens, steps = _one_sequence(decoder, logits, cache, d.chooser(), d.max_new_tokens, eos_ids, on_token)
     return Generation(tokens, prefilled - start, time.perf_counter() - prefilled, steps)
 
 
 def generate_batch(
     decoder: Decoder,
     prompts: Sequence[Sequence[int]],
+    decoding: Decoding,
     *,
-    max_new_tokens: int,
     eos_ids: tuple[int, ...] = (),
-    do_sample: bool = False,
-    temperature: float = 1.0,
-    top_k: int = 0,
-    top_p: float = 1.0,
-    seed: int = 0,
 ) -> list[Generation]:
-    """Greedy or sampled continuations of several prompts in one left-padded batch.
+    """Greedy or sampled continuations of several prompts in one left-padded batch (no beams).
 
     Row i picks what ``generate(prompts[i], ...)`` picks (sampling rows each draw from their own
     generator seeded with ``seed``). Finished rows leave the batch. Timings are the batch's: every
@@ -213,8 +160,10 @@ def generate_batch(
     """
     if not prompts or any(len(p) == 0 for p in prompts):
         raise EdgecompError("cannot generate from an empty prompt")
-    _check(max_new_tokens, 1, do_sample, temperature, top_k, top_p)
-    choose = [_chooser(do_sample, temperature, top_k, top_p, seed) for _ in prompts]
+    if decoding.num_beams > 1:
+        raise EdgecompError("beam search runs one prompt at a time (generate), not in a batch")
+    max_new_tokens = decoding.max_new_tokens
+    choose = [decoding.chooser() for _ in prompts]
     tokens: list[list[int]] = [[] for _ in prompts]
     steps = [0] * len(prompts)
 
@@ -229,8 +178,7 @@ def generate_batch(
             tokens[index].append(token)
             chosen.append(token)
         going = [
-            row for row, index in enumerate(live)
-            if chosen[row] not in eos_ids and len(tokens[index]) < max_new_tokens
+            row for row, index in enumerate(live) if chosen[row] not in eos_ids and len(tokens[index]) < max_new_tokens
         ]
         if not going:
             break

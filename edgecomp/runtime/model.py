@@ -7,58 +7,18 @@ so a device that runs summaries needs none of the training stack.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..data.prompts import INSTRUCTION, instruction
 from ..data.tokenizer import encoder, load_tokenizer
+from ..data.vocab_map import VOCAB_MAP, IdMap, load_id_map
 from ..errors import EdgecompError
-from ..export.trim import VOCAB_MAP, IdMap, load_id_map
-from ..hashes import remembered_sha256
+from ..model_folder import CONFIG, GENERATION_CONFIG, read_config, special_ids, verify_manifest
 from .adapter import lora_feeds
 from .session import DecoderSession, KVShape
 
-REQUIRED_FILES = ("model.onnx", "config.json", "generation_config.json", "tokenizer.json")
-
-
-def _read_json(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise EdgecompError(f"{path} is not valid JSON: {e}") from None
-
-
-def _ids(value) -> tuple[int, ...]:
-    """``eos_token_id`` may be one id, a list of ids or absent."""
-    if value is None:
-        return ()
-    return tuple(value) if isinstance(value, list) else (value,)
-
-
-MANIFEST = "edgecomp-export.json"
-
-
-def verify_manifest(model_dir: Path) -> dict:
-    """Every file the export's manifest lists exists with its recorded sha256; refuse the export otherwise.
-
-    Exports travel between machines and people: a truncated download or a swapped ``model.onnx``
-    must not be run as if it were what was verified at export time. Returns the manifest ({} for a
-    plain optimum export, which has none).
-    """
-    if not (model_dir / MANIFEST).is_file():
-        return {}  # a plain optimum export: nothing to check against
-    manifest = _read_json(model_dir / MANIFEST)
-    files = manifest.get("files")
-    if not isinstance(files, dict) or not files:
-        raise EdgecompError(f"{model_dir / MANIFEST}: no file list to verify the export against")
-    for name, expected in sorted(files.items()):
-        path = model_dir / name
-        if Path(name).name != name or not path.is_file():
-            raise EdgecompError(f"{model_dir}: '{name}' listed in {MANIFEST} is missing")
-        if remembered_sha256(path) != expected:
-            raise EdgecompError(f"{path}: does not match its sha256 in {MANIFEST} (corrupted or modified)")
-    return manifest
+REQUIRED_FILES = ("model.onnx", CONFIG, GENERATION_CONFIG, "tokenizer.json")
 
 
 @dataclass
@@ -94,15 +54,14 @@ class OnnxCausalLM:
                 "create one with `edgecomp merge-export`"
             )
         manifest = verify_manifest(model_dir)
-        config = _read_json(model_dir / "config.json")
-        generation = _read_json(model_dir / "generation_config.json")
+        config = read_config(model_dir)
         if "max_position_embeddings" not in config:
-            raise EdgecompError(f"{model_dir / 'config.json'} lacks max_position_embeddings")
+            raise EdgecompError(f"{model_dir / CONFIG} lacks max_position_embeddings")
         trimmed = (model_dir / VOCAB_MAP).is_file()  # the id map reads the tokenizers vocabulary
         tokenizer = load_tokenizer(model_dir, quick=not trimmed)
         id_map = load_id_map(model_dir, tokenizer)  # None unless the export's vocabulary was trimmed
-        bos_id = generation.get("bos_token_id", config.get("bos_token_id"))
-        eos_ids = _ids(generation.get("eos_token_id", config.get("eos_token_id")))
+        ids = special_ids(model_dir, config)
+        bos_id, eos_ids = ids.bos, ids.eos
         if id_map is not None:
             bos_id = None if bos_id is None else id_map.trimmed_special_ids([bos_id])[0]
             eos_ids = id_map.trimmed_special_ids(eos_ids)

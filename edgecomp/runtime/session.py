@@ -46,7 +46,9 @@ def physical_cores() -> int:
     for cpu in cpus:
         topology = Path(f"/sys/devices/system/cpu/cpu{cpu}/topology")
         try:
-            cores.add(((topology / "physical_package_id").read_text().strip(), (topology / "core_id").read_text().strip()))
+            cores.add(
+                ((topology / "physical_package_id").read_text().strip(), (topology / "core_id").read_text().strip())
+            )
         except OSError:
             cores.add(("cpu", str(cpu)))
     return max(1, len(cores))
@@ -108,7 +110,7 @@ class KVCache:
 
 
 def session_options(threads: int | None = None, spinning: bool | None = None) -> ort.SessionOptions:
-    """The options measured to matter on CPU (see ``edgecomp/runtime/PERFORMANCE.md``).
+    """The options measured to matter on CPU (see ``benchmarks/RUNTIME.md``).
 
     ``threads``: intra-op threads, default the physical cores we may run on (ONNX Runtime's own
     default counts the machine's cores, not the ones a container or ``taskset`` grants).
@@ -152,9 +154,7 @@ def create_session(
         except Exception:  # nothing to preload: the system's CUDA libraries will do, or the check below says
             pass
     fallback = ["CPUExecutionProvider"] if wanted != "CPUExecutionProvider" else []
-    session = ort.InferenceSession(
-        str(model_path), session_options(threads, spinning), providers=[wanted, *fallback]
-    )
+    session = ort.InferenceSession(str(model_path), session_options(threads, spinning), providers=[wanted, *fallback])
     # ONNX Runtime falls back to CPU with only a log line when the CUDA libraries fail to load.
     if session.get_providers()[0] != wanted:
         raise EdgecompError(f"{wanted} could not be initialised (missing CUDA/cuDNN libraries?)")
@@ -178,9 +178,7 @@ class DecoderSession:
         self.shape = shape
         self.device = DEVICES[provider]
         inputs = {i.name for i in self.session.get_inputs()}
-        self.past_names = [
-            f"past_key_values.{i}.{kind}" for i in range(shape.num_layers) for kind in ("key", "value")
-        ]
+        self.past_names = [f"past_key_values.{i}.{kind}" for i in range(shape.num_layers) for kind in ("key", "value")]
         missing = {"input_ids", "attention_mask", *self.past_names} - inputs
         if missing:
             raise EdgecompError(
@@ -190,9 +188,7 @@ class DecoderSession:
         self.has_position_ids = "position_ids" in inputs
         self.has_logits_to_keep = "logits_to_keep" in inputs
         self.present_names = [n.replace("past_key_values", "present") for n in self.past_names]
-        self.prefill_chunk = prefill_chunk or (
-            PREFILL_CHUNK_LAST_ONLY if self.has_logits_to_keep else PREFILL_CHUNK
-        )
+        self.prefill_chunk = prefill_chunk or (PREFILL_CHUNK_LAST_ONLY if self.has_logits_to_keep else PREFILL_CHUNK)
         self._binding = self.session.io_binding()
         self._zero_adapter = zero_feeds(self.session.get_inputs())
         self.set_adapter(None)
@@ -206,17 +202,20 @@ class DecoderSession:
         """Use the run-time LoRA update ``feeds`` (:func:`.adapter.lora_feeds`) from now on; None: none."""
         feeds = self._zero_adapter if feeds is None else feeds
         if set(feeds) != set(self._zero_adapter):
-            raise EdgecompError("the adapter update does not match the graph's LoRA inputs"
-                                if self._zero_adapter else "this export takes no run-time adapter")
-        self._adapter = [(name, ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(value, dtype=np.float32),
-                                                                 self.device, 0)) for name, value in feeds.items()]
+            raise EdgecompError(
+                "the adapter update does not match the graph's LoRA inputs"
+                if self._zero_adapter
+                else "this export takes no run-time adapter"
+            )
+        self._adapter = [
+            (name, ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(value, dtype=np.float32), self.device, 0))
+            for name, value in feeds.items()
+        ]
 
     def empty_cache(self, batch: int = 1) -> KVCache:
         s = self.shape
         empty = np.zeros((batch, s.num_kv_heads, 0, s.head_dim), dtype=np.float32)
-        tensors = tuple(
-            ort.OrtValue.ortvalue_from_numpy(empty, self.device, 0) for _ in self.past_names
-        )
+        tensors = tuple(ort.OrtValue.ortvalue_from_numpy(empty, self.device, 0) for _ in self.past_names)
         return KVCache(tensors, np.zeros((batch, 0), dtype=np.int64), self.device)
 
     def run(

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from ..errors import EdgecompError
+from .decoding import Decoding
 from .generate import Generation, generate, generate_batch
 from .model import OnnxCausalLM
 from .stream import TextStream
@@ -33,16 +34,10 @@ OnText = Callable[[str], None]
 
 
 @dataclass
-class _Decoding:
+class _Spent:
     """The decoding settings of one call, and the time and tokens spent so far."""
 
-    max_new_tokens: int
-    num_beams: int = 1
-    do_sample: bool = False
-    temperature: float = 1.0
-    top_k: int = 0
-    top_p: float = 1.0
-    seed: int = 0
+    decoding: Decoding
     prefill_s: float = 0.0
     decode_s: float = 0.0
     steps: int = 0
@@ -90,21 +85,17 @@ class _Prompter:
 
 
 def _summaries(
-    model: OnnxCausalLM, prompts: list[list[int]], d: _Decoding, batch_size: int, advance=None
+    model: OnnxCausalLM, prompts: list[list[int]], d: _Spent, batch_size: int, advance=None
 ) -> list[list[int]]:
     """Summary token ids (eos removed) for each prompt: batched for greedy/sampling, one by one for beams."""
     results: list[list[int]] = []
-    step = batch_size if d.num_beams == 1 else 1
+    step = batch_size if d.decoding.num_beams == 1 else 1
     for start in range(0, len(prompts), step):
         group = prompts[start : start + step]
         if len(group) == 1:
             outs, shared = [_one(model, group[0], d)], False
         else:
-            outs = generate_batch(
-                model.decoder, group, max_new_tokens=d.max_new_tokens, eos_ids=model.eos_ids,
-                do_sample=d.do_sample, temperature=d.temperature, top_k=d.top_k, top_p=d.top_p, seed=d.seed,
-            )
-            shared = True
+            outs, shared = generate_batch(model.decoder, group, d.decoding, eos_ids=model.eos_ids), True
         d.add(group, outs, shared)
         results += [[t for t in o.tokens if t not in model.eos_ids] for o in outs]
         if advance is not None:
@@ -112,15 +103,11 @@ def _summaries(
     return results
 
 
-def _one(model: OnnxCausalLM, prompt: list[int], d: _Decoding, on_token=None) -> Generation:
-    return generate(
-        model.decoder, prompt, max_new_tokens=d.max_new_tokens, eos_ids=model.eos_ids,
-        num_beams=d.num_beams, do_sample=d.do_sample, temperature=d.temperature, top_k=d.top_k,
-        top_p=d.top_p, seed=d.seed, on_token=on_token,
-    )
+def _one(model: OnnxCausalLM, prompt: list[int], d: _Spent, on_token=None) -> Generation:
+    return generate(model.decoder, prompt, d.decoding, eos_ids=model.eos_ids, on_token=on_token)
 
 
-def _final(model: OnnxCausalLM, prompt: list[int], d: _Decoding, on_text: OnText | None) -> str:
+def _final(model: OnnxCausalLM, prompt: list[int], d: _Spent, on_text: OnText | None) -> str:
     stream = TextStream(model.decode, on_text, model.eos_ids) if on_text is not None else None
     out = _one(model, prompt, d, stream.push if stream is not None else None)
     d.add([prompt], [out], shared=False)
@@ -131,8 +118,14 @@ def _final(model: OnnxCausalLM, prompt: list[int], d: _Decoding, on_text: OnText
 
 
 def _map_reduce(
-    model: OnnxCausalLM, p: _Prompter, article: list[int], d: _Decoding, max_chunks: int,
-    batch_size: int, on_text: OnText | None, progress: bool,
+    model: OnnxCausalLM,
+    p: _Prompter,
+    article: list[int],
+    d: _Spent,
+    max_chunks: int,
+    batch_size: int,
+    on_text: OnText | None,
+    progress: bool,
 ) -> tuple[str, int, bool]:
     """Summary of an article longer than the budget; also the number of first-level chunks and
     whether the article was cut to ``max_chunks`` chunks."""
@@ -143,17 +136,20 @@ def _map_reduce(
     chunks, truncated = p.chunks(article, max_chunks)
     first = len(chunks)
     with Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        console=console, transient=True, disable=not progress,
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+        disable=not progress,
     ) as bar:
         task = bar.add_task(f"Summarizing {first} chunks", total=first + 1)
         level = 0
         while True:
             level += 1
             bar.update(task, description=f"Summarizing chunks (pass {level})")
-            summaries = _summaries(
-                model, [p.prompt(c) for c in chunks], d, batch_size, lambda n: bar.advance(task, n)
-            )
+            summaries = _summaries(model, [p.prompt(c) for c in chunks], d, batch_size, lambda n: bar.advance(task, n))
             joined = p.article("\n".join(model.decode(s).strip() for s in summaries))
             if len(joined) <= p.budget:
                 break
@@ -177,7 +173,7 @@ def _load(model: str | Path | OnnxCausalLM, provider: str, threads: int | None) 
     return loaded, time.perf_counter() - start
 
 
-def _result(summary: str, d: _Decoding, load_s: float, new_tokens: int, chunks: int, truncated: bool) -> dict:
+def _result(summary: str, d: _Spent, load_s: float, new_tokens: int, chunks: int, truncated: bool) -> dict:
     return {
         "summary": summary,
         "prompt_tokens": d.prompt_tokens,
@@ -196,22 +192,16 @@ def _result(summary: str, d: _Decoding, load_s: float, new_tokens: int, chunks: 
 def summarize(
     model_dir: str | Path | OnnxCausalLM,
     text: str,
+    decoding: Decoding = Decoding(),
     *,
     provider: str = "cpu",
-    max_new_tokens: int = 64,
-    num_beams: int = 1,
-    do_sample: bool = False,
-    temperature: float = 1.0,
-    top_k: int = 0,
-    top_p: float = 1.0,
-    seed: int = 0,
     on_token: OnText | None = None,
     max_chunks: int = MAX_CHUNKS,
     batch_size: int = BATCH_SIZE,
     progress: bool = True,
     threads: int | None = None,
 ) -> dict:
-    """Summarize ``text`` with the export in ``model_dir`` (or an already loaded model).
+    """Summarize ``text`` with the export in ``model_dir`` (or an already loaded model), decoded per ``decoding``.
 
     Returns ``summary`` (decoded, stripped), ``prompt_tokens`` (summed over passes),
     ``new_tokens`` (of the summary returned), ``chunks`` (1, or how many pieces a long article was
@@ -229,30 +219,22 @@ def summarize(
     if max_chunks < 1:
         raise EdgecompError(f"max_chunks must be at least 1 (got {max_chunks})")
     model, load_s = _load(model_dir, provider, threads)
-    p = _Prompter(model, max_new_tokens)
-    d = _Decoding(max_new_tokens, num_beams, do_sample, temperature, top_k, top_p, seed)
+    p = _Prompter(model, decoding.max_new_tokens)
+    d = _Spent(decoding)
     article = p.article(text)
     if len(article) <= p.budget:
         summary, chunks, truncated = _final(model, p.prompt(article), d, on_token), 1, False
     else:
-        summary, chunks, truncated = _map_reduce(
-            model, p, article, d, max_chunks, batch_size, on_token, progress
-        )
+        summary, chunks, truncated = _map_reduce(model, p, article, d, max_chunks, batch_size, on_token, progress)
     return _result(summary, d, load_s, d.final_tokens, chunks, truncated)
 
 
 def summarize_many(
     model_dir: str | Path | OnnxCausalLM,
     texts: Sequence[str],
+    decoding: Decoding = Decoding(),
     *,
     provider: str = "cpu",
-    max_new_tokens: int = 64,
-    num_beams: int = 1,
-    do_sample: bool = False,
-    temperature: float = 1.0,
-    top_k: int = 0,
-    top_p: float = 1.0,
-    seed: int = 0,
     batch_size: int = 8,
     max_chunks: int = MAX_CHUNKS,
     progress: bool = True,
@@ -267,31 +249,26 @@ def summarize_many(
     if any(not t.strip() for t in texts):
         raise EdgecompError("nothing to summarize: one of the input texts is empty")
     model, load_s = _load(model_dir, provider, threads)
-    p = _Prompter(model, max_new_tokens)
-    settings = (max_new_tokens, num_beams, do_sample, temperature, top_k, top_p, seed)
+    p = _Prompter(model, decoding.max_new_tokens)
     articles = [p.article(t)[:article_tokens] for t in texts]
     results: list[dict | None] = [None] * len(texts)
     short = [i for i, a in enumerate(articles) if len(a) <= p.budget]
-    step = batch_size if num_beams == 1 else 1
+    step = batch_size if decoding.num_beams == 1 else 1
     for start in range(0, len(short), step):
         group = short[start : start + step]
-        d = _Decoding(*settings)
         prompts = [p.prompt(articles[i]) for i in group]
         if len(group) == 1:
-            outs = [_one(model, prompts[0], d)]
+            outs = [_one(model, prompts[0], _Spent(decoding))]
         else:
-            outs = generate_batch(
-                model.decoder, prompts, max_new_tokens=max_new_tokens, eos_ids=model.eos_ids,
-                do_sample=do_sample, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed,
-            )
+            outs = generate_batch(model.decoder, prompts, decoding, eos_ids=model.eos_ids)
         for i, prompt, out in zip(group, prompts, outs):
-            row = _Decoding(*settings)
+            row = _Spent(decoding)
             row.add([prompt], [out], shared=False)
             text = model.decode([t for t in out.tokens if t not in model.eos_ids]).strip()
             results[i] = _result(text, row, 0.0, len(out.tokens), 1, False)
     for i, article in enumerate(articles):
         if results[i] is None:
-            d = _Decoding(*settings)
+            d = _Spent(decoding)
             summary, chunks, truncated = _map_reduce(model, p, article, d, max_chunks, BATCH_SIZE, None, progress)
             results[i] = _result(summary, d, 0.0, d.final_tokens, chunks, truncated)
     if results:

@@ -14,11 +14,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from .. import __version__
+from ..compose.languages import check_language
 from ..console import console
 from ..data.examples import language_blocks, sampled_labels, task_example
 from ..data.prompts import DEFAULT_PROMPT, instruction
 from ..data.readers import read_lines, read_pairs
-from ..compose.languages import check_language
 from ..data.tokenizer import encoder
 from ..errors import EdgecompError
 from ..fsutil import atomic_dir, check_output_dir, sha256_file, write_json
@@ -59,7 +59,17 @@ class TrainOptions:
 # Options a resumed run may change: they do not decide the adapter, or only through what they
 # resolve to (data → its sha256, base → its weights' fingerprint, steps/epochs → total steps…).
 _FREE_ON_RESUME = (
-    "data", "out", "force", "save_every", "resume", "allow_pickle", "trust_remote_code", "device", "base", "steps", "epochs",
+    "data",
+    "out",
+    "force",
+    "save_every",
+    "resume",
+    "allow_pickle",
+    "trust_remote_code",
+    "device",
+    "base",
+    "steps",
+    "epochs",
 )
 
 
@@ -77,7 +87,9 @@ def _validate(o: TrainOptions) -> None:
     if not 0.0 < o.label_fraction <= 1.0:
         raise EdgecompError("--label-fraction must be in (0, 1]")
     if o.label_fraction < 1.0 and o.kind != "language":
-        raise EdgecompError("--label-fraction is for language adapters (task adapters take the loss on the summary only)")
+        raise EdgecompError(
+            "--label-fraction is for language adapters (task adapters take the loss on the summary only)"
+        )
     instruction(o.prompt)
     if o.seq_len < 16:
         raise EdgecompError("--seq-len must be at least 16")
@@ -116,12 +128,13 @@ def train_adapter(o: TrainOptions) -> dict:
     import torch
     from peft import get_peft_model, prepare_model_for_kbit_training
 
-    from ..models.fingerprint import weights_fingerprint
     from ..data.tokenizer import load_tokenizer
+    from ..model_folder import special_ids
+    from ..models.fingerprint import weights_fingerprint
     from ..models.load import default_device, load_causal_lm
     from ..models.resolve import DEFAULT_BASE, resolve_base
-    from .lora import lora_config
     from .loop import total_steps, train_loop
+    from .lora import lora_config
 
     device = default_device() if o.device == "auto" else o.device
     base = resolve_base(o.base, allow_pickle=o.allow_pickle)
@@ -130,9 +143,9 @@ def train_adapter(o: TrainOptions) -> dict:
     model = load_causal_lm(
         base.path, qlora=o.qlora, device=device, allow_pickle=o.allow_pickle, trust_remote_code=o.trust_remote_code
     )
+    ids = special_ids(base.path)
+    bos_id, eos_id = ids.bos, (ids.eos[0] if ids.eos else None)
     gen = model.generation_config
-    bos_id = gen.bos_token_id if gen.bos_token_id is not None else model.config.bos_token_id
-    eos_id = _first(gen.eos_token_id if gen.eos_token_id is not None else model.config.eos_token_id)
     pad_id = _first(gen.pad_token_id if gen.pad_token_id is not None else model.config.pad_token_id)
     examples = build_examples(o, records, tokenizer, bos_id, eos_id)
     if not examples:
@@ -142,7 +155,9 @@ def train_adapter(o: TrainOptions) -> dict:
     base_fingerprint = weights_fingerprint(base.path)
     checkpoints = Checkpoints(
         o.out,
-        _fingerprint(o, data_sha256=data_sha256, base=base_fingerprint, examples=len(examples), steps=steps, device=device),
+        _fingerprint(
+            o, data_sha256=data_sha256, base=base_fingerprint, examples=len(examples), steps=steps, device=device
+        ),
         o.save_every,
     )
     resume_from = checkpoints.check() if o.resume else None
@@ -182,8 +197,11 @@ def train_adapter(o: TrainOptions) -> dict:
         "tokens_per_s": round(stats.tokens_per_s, 2),
         "seconds": round(stats.seconds, 2),
         "data": {"file": o.data.name, "sha256": data_sha256, "examples": len(examples)},
-        "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(o).items()
-                    if k not in ("data", "out", "force", "resume", "save_every")},
+        "options": {
+            k: (str(v) if isinstance(v, Path) else v)
+            for k, v in asdict(o).items()
+            if k not in ("data", "out", "force", "resume", "save_every")
+        },
         "device": device,
     }
     with atomic_dir(o.out, force=o.force) as tmp:

@@ -131,16 +131,26 @@ class Checkpoints:
         path = self.folder / f"step-{stats.steps:06d}"
         tensors, plain = _split_optimizer(optimizer.state_dict())
         with atomic_dir(path, force=True) as tmp:
-            save_file({k: v.contiguous() for k, v in get_peft_model_state_dict(model).items()}, tmp / "adapter.safetensors")
+            save_file(
+                {k: v.contiguous() for k, v in get_peft_model_state_dict(model).items()}, tmp / "adapter.safetensors"
+            )
             save_file(tensors, tmp / "optimizer.safetensors")
             save_file(_rng_state(device), tmp / "rng.safetensors")
-            write_json(tmp / STATE, {
-                "format": FORMAT,
-                "fingerprint": self.fingerprint,
-                "stats": {"steps": stats.steps, "tokens": stats.tokens, "seconds": stats.seconds, "losses": stats.losses},
-                "optimizer": plain,
-                "scheduler": scheduler.state_dict(),
-            })
+            write_json(
+                tmp / STATE,
+                {
+                    "format": FORMAT,
+                    "fingerprint": self.fingerprint,
+                    "stats": {
+                        "steps": stats.steps,
+                        "tokens": stats.tokens,
+                        "seconds": stats.seconds,
+                        "losses": stats.losses,
+                    },
+                    "optimizer": plain,
+                    "scheduler": scheduler.state_dict(),
+                },
+            )
         for old in self.folder.iterdir():  # older steps, and temporary folders of dead runs
             if old.is_dir() and old != path:
                 shutil.rmtree(old, ignore_errors=True)

@@ -93,7 +93,10 @@ def deferred_interrupt() -> Iterator[Callable[[], bool]]:
     thread, and a handler someone else installed is left alone: then the flag stays False.
     """
     hit = []
-    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+    if (
+        threading.current_thread() is not threading.main_thread()
+        or signal.getsignal(signal.SIGINT) is not signal.default_int_handler
+    ):
         yield lambda: False
         return
 
@@ -168,8 +171,11 @@ def train_loop(
             stats.seconds = time.perf_counter() - start
             bar.update(task, advance=1, loss=f"{step_loss:.3f}", tps=f"{stats.tokens_per_s:.0f}")
             if not console.is_terminal and (stats.steps % max(1, steps // 10) == 0 or stats.steps == steps):
-                console.print(f"{description}: step {stats.steps}/{steps}, loss {step_loss:.3f}, "
-                              f"{stats.tokens_per_s:.0f} tok/s, {stats.seconds:.0f} s", highlight=False)
+                console.print(
+                    f"{description}: step {stats.steps}/{steps}, loss {step_loss:.3f}, "
+                    f"{stats.tokens_per_s:.0f} tok/s, {stats.seconds:.0f} s",
+                    highlight=False,
+                )
             if checkpoints is not None and stats.steps < steps and (interrupted() or checkpoints.due(stats.steps)):
                 saved = checkpoints.save(model, optimizer, scheduler, stats, device)
                 if interrupted():

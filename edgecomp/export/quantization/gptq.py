@@ -9,12 +9,11 @@ and a zero point per block): only which code each weight gets differs, so the ru
 untouched.
 
 Why edgecomp needs it: the embedded default's weights are a Q4_K_M GGUF, mostly Q5_0 (5-bit)
-blocks (640 is not a multiple of the 256 K-quants need). Re-rounding them to a 4-bit grid cost
-+20% (en) to +81% (hi) held-out perplexity; GPTQ on 16k tokens of multilingual calibration text
-(``calibration.txt``), after AWQ-style input scales (:mod:`edgecomp.export.quantization.smoothing`) and in
-act order, brings that to +7-13% in blocks of 32 and about +4-10% in blocks of 16; tuning the
-scales end to end afterwards (:mod:`edgecomp.export.quantization.scale_tuning`) takes off another few points
-(benchmarks/QUANTIZATION.md).
+blocks (640 is not a multiple of the 256 K-quants need), and re-rounding them to a 4-bit grid
+loses far more than GPTQ on multilingual calibration text (``calibration.txt``) does, after
+AWQ-style input scales (:mod:`edgecomp.export.quantization.smoothing`) and in act order; tuning the
+scales end to end afterwards (:mod:`edgecomp.export.quantization.scale_tuning`) gains more
+(benchmarks/QUANTIZATION.md has the measurements).
 
 The Hessians are collected with ONNX Runtime on the fp32 graph itself (every MatMul's input made a
 graph output), so they are the activations the exported graph computes, for any architecture
@@ -25,7 +24,6 @@ PyTorch (float64 Cholesky), which the export step has anyway.
 from __future__ import annotations
 
 import tempfile
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
@@ -34,29 +32,11 @@ import onnx
 from onnx import helper
 
 from ...errors import EdgecompError
+from ..logits_to_keep import add_logits_to_keep_proto
+from ..onnx_io import save_model
+from .weight_only import GPTQConfig
 
 CALIBRATION_TEXT = Path(__file__).with_name("calibration.txt")
-
-
-@dataclass(frozen=True)
-class GPTQConfig:
-    """``tokens`` of calibration text in sequences of ``sequence_length``; ``damp`` (a fraction of
-    the mean diagonal) keeps the Hessian invertible; ``clip_search`` tries ranges shrunk by these
-    factors for each block and keeps the one with the least error (1.0 = the block's full range);
-    ``scale_inputs`` first moves norm outputs' channel scales into the weights
-    (:func:`edgecomp.export.quantization.smoothing.scale_norm_inputs`); ``act_order`` quantizes the columns with
-    the largest inputs first (the blocks' scales and zero points fixed beforehand, so blocks stay
-    contiguous for MatMulNBits): on the default base the worst language went +16% → +13%."""
-
-    sequence_length: int = 256
-    tokens: int = 16384
-    damp: float = 0.01
-    clip_search: tuple[float, ...] = (1.0, 0.95, 0.9, 0.85, 0.8)
-    scale_inputs: bool = True  # AWQ-style input-channel scales first (edgecomp.export.quantization.smoothing)
-    act_order: bool = True  # columns by decreasing Hessian diagonal, block parameters fixed first
-
-    def describe(self) -> dict:
-        return {**asdict(self), "clip_search": list(self.clip_search), "method": "gptq"}
 
 
 def calibration_sequences(
@@ -93,7 +73,6 @@ def collect_hessians(
 
     from ...runtime.adapter import zero_feeds
     from ...runtime.session import session_options
-    from ..logits_to_keep import add_logits_to_keep_proto
 
     probe = onnx.ModelProto()
     probe.CopyFrom(model)
@@ -101,7 +80,7 @@ def collect_hessians(
     probe.graph.output.extend(helper.make_empty_tensor_value_info(name) for name in inputs)
     with tempfile.TemporaryDirectory(prefix="edgecomp-gptq-") as tmp:
         path = Path(tmp) / "probe.onnx"
-        onnx.save_model(probe, str(path), save_as_external_data=True, location="probe.data", size_threshold=1024)
+        save_model(probe, path, external=True)
         del probe
         session = ort.InferenceSession(str(path), session_options(), providers=["CPUExecutionProvider"])
     feeds_wanted = {i.name for i in session.get_inputs()}
@@ -158,7 +137,11 @@ def _choose_params(x, bits: int, shrinks: Sequence[float]):
             best = [err, scale, zero]
         else:
             better = err < best[0]
-            best = [torch.where(better, err, best[0]), torch.where(better, scale, best[1]), torch.where(better, zero, best[2])]
+            best = [
+                torch.where(better, err, best[0]),
+                torch.where(better, scale, best[1]),
+                torch.where(better, zero, best[2]),
+            ]
     return best[1], best[2]
 
 
@@ -199,7 +182,9 @@ def gptq_blocks(
     order = torch.arange(k)
     if config.act_order:  # blocks must stay contiguous in K: fix their parameters, then reorder
         for b in range(k // block_size):
-            scales[:, b], zeros[:, b] = _choose_params(w[:, b * block_size : (b + 1) * block_size], bits, config.clip_search)
+            scales[:, b], zeros[:, b] = _choose_params(
+                w[:, b * block_size : (b + 1) * block_size], bits, config.clip_search
+            )
         order = torch.argsort(torch.diag(h), descending=True)
         w, h = w[:, order], h[order][:, order]
     hinv = _inverse_factor(h, k)
@@ -239,6 +224,7 @@ def calibration_lines(paths: Sequence[str | Path] | None = None) -> list[str]:
 
 def sequences_for(export_dir: Path, lines: Sequence[str], config: GPTQConfig) -> list[list[int]]:
     """Calibration sequences tokenized with the export's own tokenizer and BOS."""
-    from ...data.tokenizer import bos_id, encoder, load_tokenizer
+    from ...data.tokenizer import encoder, load_tokenizer
+    from ...model_folder import special_ids
 
-    return calibration_sequences(encoder(load_tokenizer(export_dir)), lines, bos_id(export_dir), config)
+    return calibration_sequences(encoder(load_tokenizer(export_dir)), lines, special_ids(export_dir).bos, config)

@@ -5,9 +5,10 @@ Runtime cannot do; this builds the transformers model of the export's ``config.j
 attention) and fills it from the quantized graph. That works because edgecomp's decoder graph
 (:mod:`edgecomp.export.decoder_graph`) names every weight after the checkpoint tensor it came from
 (``model.layers.0.self_attn.qkv_proj.weight_Q4`` holds q/k/v's rows in that order, ``gate_up_proj``
-gate's then up's) and folds only known constants into the norms: Gemma's ``1 + w`` and, in
-``q_norm``, the attention scale ``query_pre_attn_scalar ** -0.5``. Optimum's graphs carry no such
-names, so they are never tuned.
+gate's then up's, ``qkv_proj.bias`` their biases where the family has them) and folds only constants
+the model's :class:`~edgecomp.models.families.Family` names into the norms: its norm offset
+(Gemma's ``1 + w``) and, where it has q/k norms, the attention scale in ``q_norm``. Optimum's graphs
+carry no such names, so they are never tuned.
 
 The 4-bit MatMuls become :class:`BlockLinear` (``(code - zero) · scale · exp(gain)``, the gain
 trainable); everything else (8-bit MatMuls, the 8-bit tied embedding / head, the smoothing that
@@ -23,27 +24,31 @@ import onnx
 import torch
 from onnx import numpy_helper
 
-from .apply import centered_codes, dequantize_blocks
-
-_PARTS = {"qkv_proj": ("q_proj", "k_proj", "v_proj"), "gate_up_proj": ("gate_proj", "up_proj")}
+from ...model_folder import read_config
+from ...models.families import family_for
+from ..decoder_graph import attention_scale
+from .codec import centered_codes, dequantize_blocks, pack_nibbles
 
 
 class BlockLinear(torch.nn.Module):
-    """``x @ Wᵀ`` with ``W = (code - zero) · scale · exp(gain)`` per block (``gain`` trainable):
-    MatMulNBits' asymmetric 4-bit blocks, the codes fixed, the scales free."""
+    """``x @ Wᵀ (+ bias)`` with ``W = (code - zero) · scale · exp(gain)`` per block (``gain``
+    trainable): MatMulNBits' asymmetric 4-bit blocks, the codes fixed, the scales free; the bias
+    (the replaced layer's own, frozen) is the graph's Add after the MatMul."""
 
-    def __init__(self, centered: torch.Tensor, scales: torch.Tensor):
+    def __init__(self, centered: torch.Tensor, scales: torch.Tensor, bias: torch.nn.Parameter | None = None):
         super().__init__()
         self.register_buffer("centered", centered)  # [N, blocks, block]: code - zero
         self.register_buffer("base", scales)  # [N, blocks]
         self.gain = torch.nn.Parameter(torch.zeros_like(scales))
+        self.bias = bias
 
     def scales(self) -> torch.Tensor:
         return self.base * self.gain.exp()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         weight = (self.centered * self.scales()[..., None]).reshape(len(self.centered), -1)
-        return x @ weight[:, : x.shape[-1]].T
+        out = x @ weight[:, : x.shape[-1]].T
+        return out if self.bias is None else out + self.bias
 
 
 def _attributes(node) -> dict:
@@ -57,7 +62,8 @@ class QuantizedStudent:
         from transformers import AutoConfig, AutoModelForCausalLM
 
         self.config = AutoConfig.from_pretrained(config_dir)
-        self.gemma = self.config.model_type.startswith("gemma")
+        self.config_json = read_config(config_dir)  # the graph's
+        self.family = family_for(self.config_json)
         self.net = AutoModelForCausalLM.from_config(self.config, attn_implementation="eager", dtype=torch.float32)
         self.net.requires_grad_(False)
         self.inits = {t.name: t for t in model.graph.initializer}
@@ -73,12 +79,16 @@ class QuantizedStudent:
                 self._load_nbits(node, params)
             elif node.op_type == "MatMul" and node.input[1] in self.inits:
                 self._set_rows(params, node.input[1].removesuffix(".weight"), self._array(node.input[1]).T)
+        for name in self.inits:
+            if name.endswith(".bias"):
+                self._set_rows(params, name.removesuffix(".bias"), self._array(name).copy(), "bias")
+        offset = self.family.norm_offset
         self.norms: dict[str, tuple[torch.nn.Parameter, float]] = {}
         for name, param in params.items():
             if name.endswith("norm.weight") and name in self.inits:
                 extra = self._norm_constant(name)
                 gamma = torch.tensor(self._array(name)) / extra
-                param.data.copy_(gamma - 1 if self.gemma else gamma)
+                param.data.copy_(gamma - offset if offset else gamma)
                 self.norms[name] = (param, extra)
         self.head = torch.from_numpy(np.ascontiguousarray(self._head_matrix(head, producers)))  # [V, H]
         embedding = self.net.get_input_embeddings()
@@ -103,7 +113,7 @@ class QuantizedStudent:
         scales = torch.from_numpy(self._array(node.input[2]).copy())
         layers, start = [], 0
         for path, count in self._rows(prefix):
-            layer = BlockLinear(centered[start : start + count], scales[start : start + count])
+            layer = BlockLinear(centered[start : start + count], scales[start : start + count], self.modules[path].bias)
             parent, leaf = path.rsplit(".", 1)
             setattr(self.modules[parent], leaf, layer)
             layers.append(layer)
@@ -113,25 +123,20 @@ class QuantizedStudent:
     def _rows(self, prefix: str) -> list[tuple[str, int]]:
         """(module path, output rows) of each checkpoint linear a (possibly fused) weight holds."""
         module, leaf = prefix.rsplit(".", 1)
-        if leaf not in _PARTS:
-            return [(prefix, self.modules[prefix].out_features)]
-        c = self.config
-        head_dim = getattr(c, "head_dim", None) or c.hidden_size // c.num_attention_heads
-        kv_heads = getattr(c, "num_key_value_heads", None) or c.num_attention_heads
-        sizes = {"q_proj": c.num_attention_heads * head_dim, "k_proj": kv_heads * head_dim,
-                 "v_proj": kv_heads * head_dim, "gate_proj": c.intermediate_size, "up_proj": c.intermediate_size}
-        return [(f"{module}.{part}", sizes[part]) for part in _PARTS[leaf]]
+        paths = [f"{module}.{part}" for part in self.family.fused[leaf]] if leaf in self.family.fused else [prefix]
+        return [(path, self.modules[path].out_features) for path in paths]
 
-    def _set_rows(self, params, prefix: str, weight: np.ndarray) -> None:
+    def _set_rows(self, params, prefix: str, values: np.ndarray, kind: str = "weight") -> None:
+        """``values``' rows (a weight's, or a bias's entries) into the ``kind`` of each linear they hold."""
         start = 0
         for path, count in self._rows(prefix):
-            params[f"{path}.weight"].data.copy_(torch.from_numpy(np.ascontiguousarray(weight[start : start + count])))
+            params[f"{path}.{kind}"].data.copy_(torch.from_numpy(np.ascontiguousarray(values[start : start + count])))
             start += count
 
     def _norm_constant(self, name: str) -> float:
         """The constant edgecomp's graph folded into a norm weight (the attention scale in q_norm)."""
-        if self.gemma and name.endswith("q_norm.weight"):
-            return float(getattr(self.config, "query_pre_attn_scalar", None) or self.config.head_dim) ** -0.5
+        if self.family.qk_norm and name.endswith("q_norm.weight"):
+            return attention_scale(self.family, self.config_json)
         return 1.0
 
     def _head_matrix(self, head, producers) -> np.ndarray:
@@ -143,7 +148,9 @@ class QuantizedStudent:
 
     def _embedding(self, model, producers) -> np.ndarray:
         """The embedding rows the graph looks up (dequantized, the head smoothing undone)."""
-        gather = next(n for n in model.graph.node if n.op_type in ("Gather", "GatherBlockQuantized") and "input_ids" in n.input)
+        gather = next(
+            n for n in model.graph.node if n.op_type in ("Gather", "GatherBlockQuantized") and "input_ids" in n.input
+        )
         if gather.op_type == "Gather":
             table = self._array(gather.input[0])
         else:
@@ -152,7 +159,7 @@ class QuantizedStudent:
             if len(gather.input) > 3 and gather.input[3]:
                 zero_points = self._array(gather.input[3])[..., 0]
                 if bits == 4:  # one per byte here, two per byte in MatMulNBits' layout
-                    zero_points = zero_points[:, 0::2] | (zero_points[:, 1::2] << 4)
+                    zero_points = pack_nibbles(zero_points)
             scales = self._array(producers[gather.input[2]].input[0])  # the Reshape view of the head's scales
             table = dequantize_blocks(self._array(gather.input[0]), scales, zero_points, bits)
         smooth = next((n for n in model.graph.node if n.name == "/edgecomp/smooth/embedding"), None)
@@ -180,6 +187,7 @@ class QuantizedStudent:
                 scales = torch.cat([layer.scales() for layer in layers]).numpy().astype(np.float32)
                 self.inits[name].CopyFrom(numpy_helper.from_array(scales, name))
             if norms:
+                offset = self.family.norm_offset
                 for name, (param, extra) in self.norms.items():
-                    gamma = ((param + 1 if self.gemma else param) * extra).numpy().astype(np.float32)
+                    gamma = ((param + offset if offset else param) * extra).numpy().astype(np.float32)
                     self.inits[name].CopyFrom(numpy_helper.from_array(gamma, name))

@@ -14,19 +14,11 @@ every weight after the checkpoint's tensor), the 4-bit linears computing ``(code
 with the scales trainable (:mod:`edgecomp.export.quantization.quantized_torch`). Only edgecomp's own graph
 (:mod:`edgecomp.export.decoder_graph`) has that naming; optimum's graphs are left as GPTQ made them.
 
-Measured on the default base (benchmarks/QUANTIZATION.md, 100 held-out lines a language): the
-worst language's perplexity ratio to fp32 went 1.126 → 1.085 in blocks of 32 and 1.092 → 1.054 in
-blocks of 16, in 96 steps (about 8 minutes on 2 CPU cores, most of it the student's
-forward/backward). A learning rate of 3e-3 made the held-out KL worse than before tuning; 192
-steps instead of 96 gained nothing measurable (a 40-line check). The loss sees only the
-teacher's top 64 tokens; a full-vocabulary loss (the rest as one bucket) costs 4× per step on a
-CPU (the 262k-row head) and was not measured to the end.
+benchmarks/QUANTIZATION.md has what tuning gains and the settings that were tried.
 """
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -34,23 +26,9 @@ import numpy as np
 import onnx
 
 from ...errors import EdgecompError
-
-
-@dataclass(frozen=True)
-class TuneConfig:
-    """``steps`` Adam steps of ``batch`` calibration sequences at learning rate ``lr`` on the
-    scales' logarithms; the teacher's ``top_k`` tokens per position; ``norms``: tune the RMSNorm
-    weights too; ``holdout`` sequences are kept out of training to report the KL before/after."""
-
-    steps: int = 96
-    batch: int = 4
-    lr: float = 1e-3
-    top_k: int = 64
-    norms: bool = True
-    holdout: int = 4
-
-    def describe(self) -> dict:
-        return {**asdict(self), "method": "e2e scale tuning"}
+from ...model_folder import read_config
+from ..decoder_graph import is_edgecomp_graph
+from .weight_only import TuneConfig
 
 
 def teacher_targets(fp32_path: Path, shape, sequences: Sequence[Sequence[int]], top_k: int, progress=None):
@@ -79,8 +57,6 @@ def _full_length(sequences: Sequence[Sequence[int]]) -> list[list[int]]:
 
 def untunable(model: onnx.ModelProto, sequences: Sequence[Sequence[int]], config: TuneConfig) -> str | None:
     """Why :func:`tune_scales` cannot run on ``model`` with ``sequences``, or None."""
-    from ..decoder_graph import is_edgecomp_graph
-
     if not is_edgecomp_graph(model):
         return "only edgecomp's decoder graph can be tuned (--graph edgecomp)"
     full = len(_full_length(sequences))
@@ -110,7 +86,7 @@ def tune_scales(
     if reason:
         raise EdgecompError(f"cannot tune the 4-bit scales: {reason}")
     sequences = _full_length(sequences)
-    shape = KVShape.from_config(json.loads((Path(config_dir) / "config.json").read_text(encoding="utf-8")))
+    shape = KVShape.from_config(read_config(config_dir))
     report = (lambda i, n: progress("fp32 targets", i, n)) if progress else None
     targets = teacher_targets(fp32_path, shape, sequences, config.top_k, report)
     student = QuantizedStudent(model, config_dir)
@@ -142,5 +118,9 @@ def tune_scales(
     with torch.no_grad():
         after = float(kl(held))
     student.write_back(config.norms)
-    return {**config.describe(), "sequences": len(sequences), "heldout_kl_before": round(before, 5),
-            "heldout_kl_after": round(after, 5)}
+    return {
+        **config.describe(),
+        "sequences": len(sequences),
+        "heldout_kl_before": round(before, 5),
+        "heldout_kl_after": round(after, 5),
+    }

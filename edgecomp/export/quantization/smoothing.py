@@ -21,6 +21,9 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
+from .codec import block_quantize, dequantize_blocks
+from .rewrite import find_embedding_and_head
+
 ALPHAS = (0.0, 0.25, 0.5, 0.75, 1.0)
 NORMS = {"SimplifiedLayerNormalization": 1, "SkipSimplifiedLayerNormalization": 2}  # op → its scale input
 
@@ -38,15 +41,12 @@ def smooth_tied_head(model: onnx.ModelProto, mean_square: np.ndarray, alpha: flo
 
     On CPU, MatMulNBits quantizes its input to int8 in blocks of 32 channels; the head's input (the
     final norm's output) has a few channels far larger than the rest, and one scale a block then
-    leaves the others a handful of levels (+3.4% perplexity on Hindi for the default base with
-    8-bit weights). ``mean_square``: E[x_j²] of the head input on calibration text. Scaling
-    channel j of the table by ``s_j = rms_j^α / max|E_j|^(1-α)`` and the
+    leaves the others a handful of levels. ``mean_square``: E[x_j²] of the head input on
+    calibration text. Scaling channel j of the table by ``s_j = rms_j^α / max|E_j|^(1-α)`` and the
     head input by ``1/s_j`` moves that range into the weights, which are quantized per block of
     rows anyway: the final norm's scale absorbs ``1/s`` (or a Mul does), and one Mul by ``1/s``
     after the embedding lookup gives the model its embeddings back. Returns what was done.
     """
-    from .apply import find_embedding_and_head
-
     found = find_embedding_and_head(model)
     if found is None or found.head is None or not found.tied:
         return None
@@ -64,7 +64,9 @@ def smooth_tied_head(model: onnx.ModelProto, mean_square: np.ndarray, alpha: flo
     nodes = list(model.graph.node)
     looked_up = found.gather.output[0]
     found.gather.output[0] = f"{looked_up}/smoothed"
-    unsmooth = helper.make_node("Mul", [found.gather.output[0], inverse.name], [looked_up], name="/edgecomp/smooth/embedding")
+    unsmooth = helper.make_node(
+        "Mul", [found.gather.output[0], inverse.name], [looked_up], name="/edgecomp/smooth/embedding"
+    )
     nodes.insert(nodes.index(found.gather) + 1, unsmooth)
     hidden = found.head.input[0]
     producer = next((n for n in nodes if hidden in n.output), None)
@@ -76,7 +78,10 @@ def smooth_tied_head(model: onnx.ModelProto, mean_square: np.ndarray, alpha: flo
         where = "final norm scale"
     else:
         found.head.input[0] = f"{hidden}/smoothed"
-        nodes.insert(nodes.index(found.head), helper.make_node("Mul", [hidden, inverse.name], [found.head.input[0]], name="/edgecomp/smooth/head"))
+        nodes.insert(
+            nodes.index(found.head),
+            helper.make_node("Mul", [hidden, inverse.name], [found.head.input[0]], name="/edgecomp/smooth/head"),
+        )
         where = "Mul before the head"
     model.graph.ClearField("node")
     model.graph.node.extend(nodes)
@@ -85,8 +90,6 @@ def smooth_tied_head(model: onnx.ModelProto, mean_square: np.ndarray, alpha: flo
 
 def _output_error(rows: np.ndarray, hessian: np.ndarray, bits: int, block: int) -> float:
     """tr(ΔW H ΔWᵀ): the expected squared output error of rounding ``rows`` [N, K] to blocks."""
-    from .apply import block_quantize, dequantize_blocks
-
     delta = dequantize_blocks(*block_quantize(rows, bits, block, symmetric=False), bits)[:, : rows.shape[1]] - rows
     return float(np.sum((delta @ hessian) * delta))
 

@@ -1,0 +1,5 @@
+"""``none``: the fp32 graph as exported, a tied LM head stored once (``MatMul(x, Transpose(table))``)."""
+
+from .registry import Scheme, register
+
+register(Scheme(name="none", version=7, help="fp32"))
