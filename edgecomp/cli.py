@@ -20,6 +20,7 @@ from .compose.spec import DEFAULT_METHOD
 from .data.prompts import DEFAULT_PROMPT
 from .errors import EdgecompError
 from .export.quantization.schemes import CALIBRATION, choices_help, option_help
+from .models.families import FAMILIES
 
 app = typer.Typer(
     help="Summarization for low-resource languages: train QLoRA adapters, compose them, "
@@ -327,7 +328,7 @@ def merge_export(
     quantize: str = typer.Option("none", help=choices_help()),
     graph: str = typer.Option(
         "auto",
-        help="ONNX graph: 'edgecomp' (compact, fast decode; Llama, Gemma3, Qwen2/3), "
+        help=f"ONNX graph: 'edgecomp' (compact, fast decode; model families {', '.join(sorted(FAMILIES))}), "
         "'optimum' (any architecture optimum exports) or 'auto' (edgecomp where it can).",
     ),
     calibration: List[Path] = typer.Option(

@@ -13,8 +13,9 @@ kind:
   one value per position (NLL, top-1 agreement, logit difference in :mod:`edgecomp.logit_metrics`).
 
 Adding a metric is one module whose import registers it with :func:`register`; built-in modules are
-named in :data:`BUILTIN` and imported on first use, per kind, so export verification loads only the
-logit metrics (the summary ones need the eval package and their scorers). Stdlib and numpy only:
+imported on first use, per kind, so export verification loads only the logit metrics: those of
+:data:`BUILTIN` (same layer as this module), while :mod:`edgecomp.eval.metrics` names the summary
+ones, which live in the eval package above. Stdlib and numpy only:
 export, eval and the runtime side can all import it.
 """
 
@@ -33,7 +34,7 @@ LOGITS = "logits"
 # Modules whose import registers the built-in metrics of each kind, in the order their values are
 # reported (imported on first use: some load heavy scorers).
 BUILTIN: dict[str, tuple[str, ...]] = {
-    SUMMARY: ("edgecomp.eval.rouge", "edgecomp.eval.language_id", "edgecomp.eval.length"),
+    SUMMARY: (),  # edgecomp.eval.metrics names its own (eval sits above this module)
     LOGITS: ("edgecomp.logit_metrics",),
 }
 
@@ -94,13 +95,15 @@ def register(
     return add
 
 
-def metrics(kind: str) -> dict[str, Metric]:
-    """Every metric of ``kind``, built-in ones first in :data:`BUILTIN` order, then the others as registered."""
+def metrics(kind: str, builtin: Sequence[str] = ()) -> dict[str, Metric]:
+    """Every metric of ``kind``: those of :data:`BUILTIN` and of the modules ``builtin`` (imported
+    first, so they register) in that order, then the others as registered."""
     if kind not in BUILTIN:
         raise EdgecompError(f"unknown metric kind '{kind}' (known: {', '.join(BUILTIN)})")
-    for module in BUILTIN[kind]:
+    modules = (*BUILTIN[kind], *builtin)
+    for module in modules:
         importlib.import_module(module)
-    rank = {module: i for i, module in enumerate(BUILTIN[kind])}
+    rank = {module: i for i, module in enumerate(modules)}
     found = sorted((m for m in METRICS.values() if m.kind == kind), key=lambda m: rank.get(m.module, len(rank)))
     return {m.name: m for m in found}
 

@@ -1,8 +1,8 @@
 """The files of a checkpoint or export folder, read one way: config, special ids, the export manifest.
 
 Training, export, the runtime, evaluation and the benchmarks all open folders written by
-transformers or by ``edgecomp merge-export``; each reading ``config.json`` and the BOS/EOS ids its own
-way drifts (generation config over config or not, an id of 0 lost to ``or``). Stdlib only: the
+transformers or by ``edgecomp merge-export``; reading them in one place keeps one rule for each fact
+(the generation config's special ids over the config's; an id of 0 is an id). Stdlib only: the
 runtime imports it.
 """
 
@@ -54,11 +54,6 @@ class SpecialIds:
 
     bos: int | None
     eos: tuple[int, ...]
-
-    @property
-    def pad(self) -> int:
-        """The id padding positions carry (never attended to): the first eos id, else 0."""
-        return self.eos[0] if self.eos else 0
 
 
 def special_ids(folder: str | Path, config: dict | None = None) -> SpecialIds:

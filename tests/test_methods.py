@@ -12,7 +12,7 @@ from edgecomp.cli import app
 from edgecomp.compose.explain import explanation, method_line
 from edgecomp.compose.methods import METHODS, Composed, Param, methods_help, register
 from edgecomp.compose.methods.registry import OUTPUTS
-from edgecomp.compose.spec import method_key, resolve_spec
+from edgecomp.compose.spec import method_key, resolve_spec, spec_keys
 from edgecomp.errors import EdgecompError
 from edgecomp.recipes import run_recipe
 
@@ -138,3 +138,12 @@ def test_unknown_recipe_keys_are_refused(recipe, message, tmp_path):
     with pytest.raises(EdgecompError) as error:
         run_recipe(path)
     assert message in str(error.value)
+
+
+def test_a_method_registered_twice_or_with_a_spec_key_as_parameter_is_refused(fake, monkeypatch):
+    with pytest.raises(ValueError, match="registered twice"):
+        register("fake", summary="again", output="dense", version=1, reference="none")
+    clash = dataclasses.replace(fake, params=(Param("top_k", int, 1, "clashes with the related scenario's key"),))
+    monkeypatch.setitem(METHODS, "fake", clash)
+    with pytest.raises(EdgecompError, match="parameter 'top_k', which is a spec key"):
+        spec_keys()

@@ -46,7 +46,11 @@ DEFAULT_METHOD = "params"
 
 
 def spec_keys() -> set[str]:
-    """Every key a spec may have: its own and each registered method's parameters."""
+    """Every key a spec may have: its own and each registered method's parameters (a parameter
+    named like a spec key would be read as both: refused)."""
+    clash = _SPEC_KEYS & parameter_names()
+    if clash:
+        raise EdgecompError(f"a merge method declares parameter '{sorted(clash)[0]}', which is a spec key")
     return _SPEC_KEYS | parameter_names()
 
 

@@ -10,13 +10,22 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from ..metrics import SUMMARY, metrics
+from ..metrics import SUMMARY, Metric, metrics
+
+# The built-in summary metrics, in the order scores.json and reports list their values (imported on
+# first use: they register themselves).
+SUMMARY_METRICS = ("edgecomp.eval.rouge", "edgecomp.eval.language_id", "edgecomp.eval.length")
+
+
+def summary_metrics() -> dict[str, Metric]:
+    """Every summary metric: the built-in ones first, then any other registered."""
+    return metrics(SUMMARY, SUMMARY_METRICS)
 
 
 def score_documents(references: Sequence[str], predictions: Sequence[str], lang: str) -> dict[str, list[float]]:
     """Every summary metric on every document: ``{value name: [one float per document]}``."""
     values: dict[str, list[float]] = {}
-    for m in metrics(SUMMARY).values():
+    for m in summary_metrics().values():
         got = m.score(references, predictions, lang)
         if set(got) != set(m.higher_is_better):
             raise ValueError(

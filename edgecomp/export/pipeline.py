@@ -24,7 +24,7 @@ from ..data.vocab_map import IdMap, write_id_map
 from ..errors import EdgecompError
 from ..fsutil import atomic_dir, sha256_file, write_json
 from ..metrics import LOGITS, metric
-from ..model_folder import MANIFEST, read_config, special_ids
+from ..model_folder import CONFIG, GENERATION_CONFIG, MANIFEST, read_config, special_ids
 from .decoder_graph import LORA_LAYOUT
 from .onnx_export import chosen_graph, export_onnx
 from .quantization.apply import quantize_model
@@ -33,8 +33,8 @@ from .quantization.weight_only import WeightOnlyConfig
 from .trim import corpus_lines, kept_ids, trim_onnx
 from .verify import compare_quantized, onnx_logits, verify_logits
 
-REQUIRED = ("config.json", "tokenizer.json")
-OPTIONAL = ("generation_config.json", "tokenizer_config.json", "special_tokens_map.json")
+REQUIRED = (CONFIG, "tokenizer.json")
+OPTIONAL = (GENERATION_CONFIG, "tokenizer_config.json", "special_tokens_map.json")
 
 # Verification runs the real prompt template on a fixed article, so the positions checked are the
 # ones summaries are made from (instruction tokens, several scripts, byte fallback).
@@ -49,7 +49,7 @@ VERIFY_MAX_TOKENS = 64
 @contextlib.contextmanager
 def _step(label: str) -> Iterator[Callable[[str, int, int], None]]:
     """A spinner for ``label``; the yielded ``report(stage, done, total)`` turns it into a bar
-    (int4's calibration and scale tuning take minutes on a CPU)."""
+    (int4's calibration and scale tuning are long on a CPU)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     start = time.perf_counter()

@@ -22,6 +22,7 @@ from pathlib import Path
 from ..compose.spec import spec_keys
 from ..data.yamlfile import check_keys
 from ..errors import EdgecompError
+from ..model_folder import read_json
 
 FORMAT = "edgecomp-library/1"
 INDEX = "library.json"
@@ -84,11 +85,8 @@ class Library:
         path = root / INDEX
         if not path.is_file():
             raise EdgecompError(f"{root}: not an adapter library (no {INDEX})")
-        try:
-            index = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, ValueError) as e:
-            raise EdgecompError(f"{path}: unreadable ({e})") from None
-        if not isinstance(index, dict) or index.get("format") != FORMAT or not isinstance(index.get("languages"), dict):
+        index = read_json(path)
+        if index.get("format") != FORMAT or not isinstance(index.get("languages"), dict):
             raise EdgecompError(f"{path}: not an adapter library index ({FORMAT})")
         for lang, entry in index["languages"].items():
             if not isinstance(entry, dict) or not isinstance(entry.get("spec"), dict) or not entry.get("label"):

@@ -6,7 +6,7 @@ import math
 from typing import Any, Mapping
 
 from ...errors import EdgecompError
-from ..terms import Term, check_module_types
+from ..terms import Term
 from .composed import Composed
 from .registry import get_method
 
@@ -22,7 +22,6 @@ def check_compatible(terms: list[Term]) -> None:
         for name in ("weight", "attention", "mlp"):
             if not math.isfinite(getattr(term, name)):
                 raise EdgecompError(f"{adapter.name}: {name} weight {getattr(term, name)} is not a finite number")
-        check_module_types(term)
         if adapter.fingerprint and first.fingerprint and adapter.fingerprint != first.fingerprint:
             raise EdgecompError(f"{adapter.name}: trained on another base than {first.name}")
         if adapter.stored_dtype != first.stored_dtype:

@@ -114,6 +114,10 @@ def register(name: str, *, summary: str, output: str, version: int, reference: s
     """Decorator: register ``function(terms, parameters) -> Composed`` as the method ``name``."""
     if output not in OUTPUTS:
         raise ValueError(f"method '{name}': output must be one of {', '.join(OUTPUTS)}, not '{output}'")
+    if name in METHODS:
+        raise ValueError(f"method '{name}' is registered twice")
+    if len({p.name for p in params}) != len(params):
+        raise ValueError(f"method '{name}': two parameters share a name")
 
     def wrap(function):
         METHODS[name] = Method(name, function, summary, output, version, reference, tuple(params))
