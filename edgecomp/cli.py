@@ -325,6 +325,12 @@ def merge_export(
     explain: bool = EXPLAIN,
     merge_base: str = typer.Option("original", help="'original' full-precision base or 'dequantized' NF4 weights."),
     base: Optional[str] = typer.Option(None, help=BASE_HELP + " Default: the adapters' base."),
+    export_format: str = typer.Option(
+        "onnx",
+        "--format",
+        help="onnx (edgecomp summarize, optimum's ORTModelForCausalLM, onnxruntime-genai) or hf (the merged "
+        "model as a transformers checkpoint: AutoModelForCausalLM, vLLM; no ONNX options apply).",
+    ),
     quantize: str = typer.Option("none", help=choices_help()),
     graph: str = typer.Option(
         "auto",
@@ -411,6 +417,7 @@ def merge_export(
             block_size=block_size,
             tune_steps=tune_steps,
             eight_bit_layers=eight_bit_layers,
+            format=export_format,
         )
 
     _call(run)

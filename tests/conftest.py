@@ -13,7 +13,7 @@ if os.environ.get("CI"):
     settings.load_profile("ci")
 
 sys.path.insert(0, str(Path(__file__).parent))
-from tiny import CORPUS, save_tiny  # noqa: E402
+from tiny import CORPUS, MODES, save_tiny  # noqa: E402
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -71,3 +71,18 @@ def pairs_file(tmp_path_factory) -> Path:
     ]
     path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
     return path
+
+
+@pytest.fixture(scope="session")
+def exported(tiny_base, tmp_path_factory) -> dict[str, tuple[Path, dict]]:
+    """Each tiny base exported once per quantization mode: mode → (folder, returned manifest)."""
+    from edgecomp.export.pipeline import export_checkpoint
+
+    root = tmp_path_factory.mktemp(f"exports-{tiny_base.name}")
+    return {
+        mode: (
+            root / mode,
+            export_checkpoint(tiny_base, root / mode, quantize=mode, manifest={"base": tiny_base.name}),
+        )
+        for mode in MODES
+    }

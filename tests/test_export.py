@@ -13,6 +13,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
+from tiny import MODES
 from transformers import AutoModelForCausalLM
 
 from edgecomp.errors import EdgecompError
@@ -22,21 +23,6 @@ from edgecomp.export.pipeline import MANIFEST, export_checkpoint
 from edgecomp.export.quantization.apply import quantize_onnx
 from edgecomp.fsutil import sha256_file
 from edgecomp.runtime import Decoding, OnnxCausalLM, generate
-
-MODES = ("none", "fp16", "int8", "int4")
-
-
-@pytest.fixture(scope="session")
-def exported(tiny_base, tmp_path_factory) -> dict[str, tuple[Path, dict]]:
-    """Each tiny base exported once per quantization mode: mode → (folder, returned manifest)."""
-    root = tmp_path_factory.mktemp(f"exports-{tiny_base.name}")
-    return {
-        mode: (
-            root / mode,
-            export_checkpoint(tiny_base, root / mode, quantize=mode, manifest={"base": tiny_base.name}),
-        )
-        for mode in MODES
-    }
 
 
 def raw_onnx_logits(model_path: Path, ids: list[int]) -> np.ndarray:

@@ -14,6 +14,7 @@ import torch
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 from transformers import AutoConfig, AutoModelForCausalLM, PreTrainedTokenizerFast
 
+from edgecomp.export.quantization.schemes import SCHEMES
 from edgecomp.models.families import FAMILIES
 
 SPECIALS = ["<pad>", "<eos>", "<bos>", "<unk>"]
@@ -27,6 +28,10 @@ CORPUS = [
     "La ville a approuvé un nouveau budget pour les écoles.",
     "सरकार ने स्कूलों के लिए नई योजना की घोषणा की।",
 ]
+
+
+# Every quantization scheme, which the export tests run through.
+MODES = tuple(SCHEMES)
 
 
 def tiny_tokenizer(vocab_size: int = 400) -> PreTrainedTokenizerFast:

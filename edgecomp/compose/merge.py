@@ -46,16 +46,16 @@ def add_deltas(model, composed: Composed) -> None:
             weight.add_(delta.to(weight.dtype))
 
 
-def merged_checkpoint(
+def merged_model(
     base_path: Path,
     composed: Composed | None,
     merge_base: str,
-    out_dir: Path,
     *,
     allow_pickle: bool = False,
     trust_remote_code: bool = False,
-) -> Path:
-    """Write ``base (+ ΔW)`` as a safetensors checkpoint with the base's tokenizer into ``out_dir``."""
+):
+    """The base model (fp32, CPU) with ``ΔW`` added to its weights (NF4 round trip first with
+    ``dequantized``)."""
     import torch
 
     from ..models.load import load_causal_lm
@@ -69,8 +69,29 @@ def merged_checkpoint(
         nf4_dequantize_blocks(model)
     if composed is not None:
         add_deltas(model, composed)
+    return model
+
+
+def save_checkpoint(model, base_path: Path, out_dir: Path) -> Path:
+    """``model`` as a safetensors checkpoint with the base's tokenizer files in ``out_dir``."""
     model.save_pretrained(out_dir, safe_serialization=True)
     for name in TOKENIZER_FILES:
         if (base_path / name).is_file():
             shutil.copy2(base_path / name, out_dir / name)
     return out_dir
+
+
+def merged_checkpoint(
+    base_path: Path,
+    composed: Composed | None,
+    merge_base: str,
+    out_dir: Path,
+    *,
+    allow_pickle: bool = False,
+    trust_remote_code: bool = False,
+) -> Path:
+    """Write ``base (+ ΔW)`` as a safetensors checkpoint with the base's tokenizer into ``out_dir``."""
+    model = merged_model(
+        base_path, composed, merge_base, allow_pickle=allow_pickle, trust_remote_code=trust_remote_code
+    )
+    return save_checkpoint(model, base_path, out_dir)

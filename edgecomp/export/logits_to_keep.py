@@ -5,8 +5,10 @@ lm_head is most of a prompt pass (2 × 640 × 262,144 multiply-adds per position
 layers together) and its output is 1 MiB per position, which is why the runtime cuts prompts into
 256-token passes. This inserts ``Slice(hidden, -logits_to_keep, end, axis=1)`` in front of the
 lm_head: ``logits_to_keep = 0`` keeps every position (the graph computes what it did before, as
-``transformers``' ``logits_to_keep=0`` does), ``1`` only the last. The runtime sees the input and
-uses it (:class:`~edgecomp.runtime.session.DecoderSession`).
+``transformers``' ``logits_to_keep=0`` does), ``1`` only the last. The input has a default, 0 (an
+initializer of the same name), so callers that do not know it (optimum's ``ORTModelForCausalLM``,
+onnxruntime-genai, a plain onnxruntime loop) run the graph as a standard decoder. The runtime feeds
+it (:class:`~edgecomp.runtime.session.DecoderSession`).
 
 The export step applies it to every export (:func:`edgecomp.export.quantization.apply.quantize_model`); it
 needs ``onnx``, which a device running summaries does not, and the runtime never imports it.
@@ -51,6 +53,7 @@ def add_logits_to_keep_proto(model) -> bool:
     prefix = f"/edgecomp/{INPUT}"
     graph.initializer.extend(
         [
+            numpy_helper.from_array(np.array(0, dtype=np.int64), INPUT),  # the default: every position
             numpy_helper.from_array(np.array([1], dtype=np.int64), f"{prefix}/shape"),
             numpy_helper.from_array(np.array([np.iinfo(np.int64).max], dtype=np.int64), f"{prefix}/ends"),
             numpy_helper.from_array(np.array([1], dtype=np.int64), f"{prefix}/axes"),

@@ -61,6 +61,21 @@ def merge_export(resolved: Resolved, out: Path, *, force: bool = False, **option
     return read_manifest(out)
 
 
+FORMATS = ("onnx", "hf")
+
+
+def _check_format(format: str, **options) -> None:
+    """``hf`` writes the merged checkpoint as it is: no ONNX option applies to it."""
+    if format not in FORMATS:
+        raise EdgecompError(f"unknown --format {format!r}; choose one of {', '.join(FORMATS)}")
+    if format == "onnx":
+        return
+    defaults = {"quantize": "none", "graph": "auto", "lora_inputs": False}
+    for name, value in options.items():
+        if value not in (None, [], defaults.get(name)):
+            raise EdgecompError(f"--{name.replace('_', '-')} applies to ONNX exports, not --format {format}")
+
+
 def cached_export(
     resolved: Resolved,
     *,
@@ -76,6 +91,7 @@ def cached_export(
     tune_steps: int | None = None,
     eight_bit_layers: str | None = None,
     lora_inputs: bool = False,
+    format: str = "onnx",
 ) -> Path:
     """The export folder of ``resolved`` in the cache, built on first use (merge, ONNX, verify, quantize).
 
@@ -83,12 +99,24 @@ def cached_export(
     (:meth:`~edgecomp.export.quantization.schemes.Scheme.key`): ``block_size``, ``tune_steps`` and
     ``eight_bit_layers`` are options of the schemes that declare them, ``calibration`` of those that
     calibrate. ``lora_inputs``: the graph also takes LoRA updates at run time
-    (:mod:`edgecomp.runtime.adapter`)."""
+    (:mod:`edgecomp.runtime.adapter`). ``format``: ``onnx`` (the runtime's, optimum's and
+    onnxruntime-genai's) or ``hf`` (a transformers checkpoint of the merged model, no ONNX)."""
     from ..models.cache import cached_entry
     from ..models.fingerprint import weights_fingerprint
     from ..models.resolve import resolve_base
     from .pipeline import export_checkpoint
 
+    _check_format(
+        format,
+        quantize=quantize,
+        graph=graph,
+        trim_corpus=trim_corpus,
+        calibration=calibration,
+        block_size=block_size,
+        tune_steps=tune_steps,
+        eight_bit_layers=eight_bit_layers,
+        lora_inputs=lora_inputs,
+    )
     for path in [*(trim_corpus or []), *(calibration or [])]:
         if not Path(path).is_file():
             raise EdgecompError(f"{path} does not exist or is not a file")
@@ -106,6 +134,8 @@ def cached_export(
     extra = {"trim": [sha256_file(p) for p in trim_corpus]} if trim_corpus else {}
     if lora_inputs:
         extra["lora_inputs"] = True
+    if format != "onnx":
+        extra["format"] = format
     from .decoder_graph import VERSION as GRAPH_VERSION
 
     graph_key = f"edgecomp-{GRAPH_VERSION}" if graph == "edgecomp" else graph
@@ -144,6 +174,20 @@ def cached_export(
     as_is = composed is None and merge_base == "original" and any(base_model.path.glob("*.safetensors"))
 
     def build(entry: Path) -> dict:
+        if format == "hf":
+            from .hf_export import export_hf
+
+            with console.status("merging adapters into the base weights"):
+                export_hf(
+                    base_model.path,
+                    composed,
+                    merge_base,
+                    entry / EXPORT_DIR,
+                    manifest=manifest,
+                    allow_pickle=allow_pickle,
+                    trust_remote_code=trust_remote_code,
+                )
+            return {"spec_sha256": key}
         if as_is:  # nothing to merge: export the base's own checkpoint (no 1 GB copy to write)
             export_checkpoint(base_model.path, entry / EXPORT_DIR, **export)
             return {"spec_sha256": key}

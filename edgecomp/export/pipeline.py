@@ -24,8 +24,9 @@ from ..data.vocab_map import IdMap, write_id_map
 from ..errors import EdgecompError
 from ..fsutil import atomic_dir, sha256_file, write_json
 from ..metrics import LOGITS, metric
-from ..model_folder import CONFIG, GENERATION_CONFIG, MANIFEST, read_config, special_ids
+from ..model_folder import CONFIG, GENERATION_CONFIG, MANIFEST, read_config, read_json, special_ids
 from .decoder_graph import LORA_LAYOUT
+from .genai_config import write_genai_config
 from .onnx_export import chosen_graph, export_onnx
 from .quantization.apply import quantize_model
 from .quantization.schemes import SCHEMES, get_scheme
@@ -35,6 +36,7 @@ from .verify import compare_quantized, onnx_logits, verify_logits
 
 REQUIRED = (CONFIG, "tokenizer.json")
 OPTIONAL = (GENERATION_CONFIG, "tokenizer_config.json", "special_tokens_map.json")
+TOKENIZER_OUTPUTS = ("input_ids", "attention_mask")
 
 # Verification runs the real prompt template on a fixed article, so the positions checked are the
 # ones summaries are made from (instruction tokens, several scripts, byte fallback).
@@ -91,6 +93,15 @@ def _check_trim(trimmed_dir: Path, full_dir: Path, config: dict, ids: list[int],
     if not diff <= tolerance:
         raise EdgecompError(f"the trimmed graph's logits differ from the full graph's by {diff:.3g}")
     return {"max_abs_diff": diff, "tolerance": tolerance, "tokens": len(inside)}
+
+
+def decoder_inputs_only(tokenizer_config: Path) -> None:
+    """Make the export's tokenizer return only what the graph takes (``input_ids``,
+    ``attention_mask``): a generic tokenizer also returns ``token_type_ids``, which ``generate``
+    of optimum or transformers would pass to a graph that has no such input."""
+    config = read_json(tokenizer_config) if tokenizer_config.is_file() else {}
+    config["model_input_names"] = list(TOKENIZER_OUTPUTS)
+    write_json(tokenizer_config, config)
 
 
 def export_checkpoint(
@@ -187,13 +198,17 @@ def export_checkpoint(
         for name in REQUIRED + OPTIONAL:
             if (checkpoint_dir / name).is_file():
                 shutil.copy2(checkpoint_dir / name, tmp / name)
+        decoder_inputs_only(tmp / "tokenizer_config.json")
         if not (tmp / "generation_config.json").is_file():  # optimum writes the model's defaults
             shutil.copy2(work / "generation_config.json", tmp / "generation_config.json")
+        if trim is None and not lora_inputs:
+            write_genai_config(tmp)
         shutil.rmtree(work)
 
         files = {p.name: sha256_file(p) for p in sorted(tmp.iterdir())}
         result = {
             **manifest,
+            "format": "onnx",
             "graph": graph,
             "quantize": quantize,
             "quantization": quantization,

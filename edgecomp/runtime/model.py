@@ -14,7 +14,7 @@ from ..data.prompts import INSTRUCTION, instruction
 from ..data.tokenizer import encoder, load_tokenizer
 from ..data.vocab_map import VOCAB_MAP, IdMap, load_id_map
 from ..errors import EdgecompError
-from ..model_folder import CONFIG, GENERATION_CONFIG, read_config, special_ids, verify_manifest
+from ..model_folder import CONFIG, GENERATION_CONFIG, read_config, read_manifest, special_ids, verify_manifest
 from .adapter import lora_feeds
 from .session import DecoderSession, KVShape
 
@@ -47,6 +47,12 @@ class OnnxCausalLM:
         model_dir = Path(model_dir)
         if not model_dir.is_dir():
             raise EdgecompError(f"model folder {model_dir} does not exist")
+        written_as = read_manifest(model_dir).get("format", "onnx")
+        if written_as != "onnx":
+            raise EdgecompError(
+                f"{model_dir} is a --format {written_as} export, which edgecomp's runtime does not run "
+                "(it runs ONNX exports: merge-export --format onnx)"
+            )
         missing = [name for name in REQUIRED_FILES if not (model_dir / name).is_file()]
         if missing:
             raise EdgecompError(

@@ -128,6 +128,12 @@ def session_options(threads: int | None = None, spinning: bool | None = None) ->
     return options
 
 
+def input_names(session: ort.InferenceSession) -> set[str]:
+    """Every input a session takes: the required ones and those with a default (an initializer of
+    the same name, as ``logits_to_keep``), which ``get_inputs()`` leaves out."""
+    return {i.name for i in session.get_inputs()} | {i.name for i in session.get_overridable_initializers()}
+
+
 def check_provider(provider: str) -> str:
     """The ONNX Runtime provider name for ``provider``, or a message saying why it cannot be had."""
     if provider not in PROVIDERS:
@@ -177,7 +183,7 @@ class DecoderSession:
         self.session = create_session(model_path, provider, threads=threads, spinning=spinning)
         self.shape = shape
         self.device = DEVICES[provider]
-        inputs = {i.name for i in self.session.get_inputs()}
+        inputs = input_names(self.session)
         self.past_names = [f"past_key_values.{i}.{kind}" for i in range(shape.num_layers) for kind in ("key", "value")]
         missing = {"input_ids", "attention_mask", *self.past_names} - inputs
         if missing:
@@ -187,6 +193,9 @@ class DecoderSession:
             )
         self.has_position_ids = "position_ids" in inputs
         self.has_logits_to_keep = "logits_to_keep" in inputs
+        self._keep = {
+            last: ort.OrtValue.ortvalue_from_numpy(np.array(int(last), dtype=np.int64)) for last in (False, True)
+        }
         self.present_names = [n.replace("past_key_values", "present") for n in self.past_names]
         self.prefill_chunk = prefill_chunk or (PREFILL_CHUNK_LAST_ONLY if self.has_logits_to_keep else PREFILL_CHUNK)
         self._binding = self.session.io_binding()
@@ -243,8 +252,8 @@ class DecoderSession:
             # Padding does not advance positions: row r's token j sits at (real tokens before it).
             positions = np.maximum(full_mask.cumsum(axis=1) - 1, 0)[:, cache.length :]
             binding.bind_cpu_input("position_ids", np.ascontiguousarray(positions))
-        if self.has_logits_to_keep:
-            binding.bind_cpu_input("logits_to_keep", np.array(1 if last_only else 0, dtype=np.int64))
+        if self.has_logits_to_keep:  # an input with a default: ONNX Runtime binds it as an OrtValue only
+            binding.bind_ortvalue_input("logits_to_keep", self._keep[last_only])
         for name, value in zip(self.past_names, cache.tensors):
             binding.bind_ortvalue_input(name, value)
         for name, value in self._adapter:

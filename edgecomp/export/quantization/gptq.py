@@ -72,7 +72,7 @@ def collect_hessians(
     import onnxruntime as ort
 
     from ...runtime.adapter import zero_feeds
-    from ...runtime.session import session_options
+    from ...runtime.session import input_names, session_options
 
     probe = onnx.ModelProto()
     probe.CopyFrom(model)
@@ -83,7 +83,7 @@ def collect_hessians(
         save_model(probe, path, external=True)
         del probe
         session = ort.InferenceSession(str(path), session_options(), providers=["CPUExecutionProvider"])
-    feeds_wanted = {i.name for i in session.get_inputs()}
+    feeds_wanted = input_names(session)
     lora = zero_feeds(session.get_inputs())  # a graph with run-time LoRA inputs: calibrate the base
     sums: dict[str, np.ndarray] = {}
     count = 0

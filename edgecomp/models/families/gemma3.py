@@ -24,5 +24,6 @@ GEMMA3 = register(
             "sliding_window": 8,
             "layer_types": ["sliding_attention", "full_attention"],
         },
+        genai_type="gemma3_text",
     )
 )

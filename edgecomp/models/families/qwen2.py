@@ -14,5 +14,6 @@ QWEN2 = register(
         attention_biases=("q_proj", "k_proj", "v_proj"),
         unsupported_keys=("use_sliding_window",),
         tiny_config={"use_sliding_window": False},
+        genai_type="qwen2",
     )
 )

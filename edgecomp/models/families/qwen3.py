@@ -16,5 +16,6 @@ QWEN3 = register(
         qk_norm=True,
         unsupported_keys=("use_sliding_window",),
         tiny_config={"head_dim": 16, "use_sliding_window": False, "tie_word_embeddings": False},
+        genai_type="qwen3",
     )
 )

@@ -41,6 +41,7 @@ class Family:
     fused: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: dict(LLAMA_FUSED))  # one MatMul → its parts
     lora_targets: tuple[str, ...] = LLAMA_LORA_TARGETS  # module suffixes LoRA trains: every linear of the blocks
     tiny_config: Mapping[str, object] = field(default_factory=dict)  # extra config keys of the tiny test model
+    genai_type: str = "llama"  # onnxruntime-genai's model type for this architecture (genai_config.json)
 
     def __post_init__(self):
         if self.activation_op not in ACTIVATION_OPS:

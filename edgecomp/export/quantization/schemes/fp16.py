@@ -22,4 +22,4 @@ def to_float16(model: onnx.ModelProto) -> onnx.ModelProto:
     return convert_fp16(model)
 
 
-register(Scheme(name="fp16", version=7, help="GPUs", convert=to_float16))
+register(Scheme(name="fp16", version=8, help="GPUs", convert=to_float16))

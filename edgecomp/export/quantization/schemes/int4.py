@@ -63,7 +63,7 @@ def _layer_list(text: str) -> tuple[int, ...]:
 register(
     Scheme(
         name="int4",
-        version=7,
+        version=8,
         help="4-bit blocks chosen by GPTQ on calibration text, 8-bit embedding; GGUF-sized",
         config=INT4,
         options=("block_size", "tune_steps", "eight_bit_layers"),

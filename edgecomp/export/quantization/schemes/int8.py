@@ -12,4 +12,4 @@ from .registry import Scheme, register
 
 INT8 = WeightOnlyConfig(bits=8, head_bits=8)
 
-register(Scheme(name="int8", version=7, help="8-bit weight blocks", config=INT8, needs_calibration=True))
+register(Scheme(name="int8", version=8, help="8-bit weight blocks", config=INT8, needs_calibration=True))

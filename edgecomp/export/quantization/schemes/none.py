@@ -2,4 +2,4 @@
 
 from .registry import Scheme, register
 
-register(Scheme(name="none", version=7, help="fp32"))
+register(Scheme(name="none", version=8, help="fp32"))
