@@ -2,9 +2,9 @@
 
 For each of the 8 demo articles (data/demo, cut to 256 tokens) the greedy continuation of 32 tokens
 from edgecomp's runtime, optimum's ORTModelForCausalLM and onnxruntime-genai on the same int8 ONNX
-export of the base, and from transformers on the `--format hf` export of the library's Swahili
-composition (task_en + lang_sw − lang_en) against edgecomp on the fp32 ONNX export of the same
-composition. Prints one JSON line per measurement and writes them to runs/interop.json.
+export of the base; then, for the library's Swahili composition (task_en + lang_sw − lang_en),
+edgecomp, optimum and onnxruntime-genai on its fp32 ONNX export and transformers on its
+`--format hf` export. Prints one JSON line per measurement and writes them to runs/interop.json.
 
     .venv/bin/python benchmarks/interop.py
 """
@@ -34,11 +34,12 @@ def ours(folder: Path, items: dict) -> dict:
     from edgecomp.runtime import Decoding, OnnxCausalLM, generate
 
     model = OnnxCausalLM.load(folder)
-    out, seconds, steps = {}, 0.0, 0
+    out, seconds, total, steps = {}, 0.0, 0.0, 0
     for name, ids in items.items():
         g = generate(model.decoder, ids, Decoding(max_new_tokens=NEW), eos_ids=model.eos_ids)
         out[name], seconds, steps = g.tokens, seconds + g.decode_s, steps + g.steps
-    return {"tokens": out, "decode_tok_s": steps / seconds}
+        total += g.prefill_s + g.decode_s
+    return {"tokens": out, "decode_tok_s": steps / seconds, "tok_s_with_prefill": sum(map(len, out.values())) / total}
 
 
 def optimum(folder: Path, items: dict) -> dict:
@@ -127,9 +128,14 @@ def main() -> None:
     spec = library.choice("sw").spec
     fp32 = cached_export(resolve_spec(spec, library.root), base=library.base, quantize="none")
     hf = cached_export(resolve_spec(spec, library.root), base=library.base, format="hf")
-    mine, theirs = ours(fp32, items), transformers_hf(hf, items)
+    mine = ours(fp32, items)
     save("sw composition/edgecomp fp32", mine)
-    save("sw composition/transformers hf", theirs | agreement(mine["tokens"], theirs["tokens"], eos))
+    for name, run in (
+        ("optimum fp32", optimum(fp32, items)),
+        ("genai fp32", genai(fp32, items)),
+        ("transformers hf", transformers_hf(hf, items)),
+    ):
+        save(f"sw composition/{name}", run | agreement(mine["tokens"], run["tokens"], eos))
     manifest = json.loads((hf / "edgecomp-export.json").read_text())
     save(
         "sw composition/hf verify",
