@@ -328,8 +328,10 @@ def merge_export(
     export_format: str = typer.Option(
         "onnx",
         "--format",
-        help="onnx (edgecomp summarize, optimum's ORTModelForCausalLM, onnxruntime-genai) or hf (the merged "
-        "model as a transformers checkpoint: AutoModelForCausalLM, vLLM; no ONNX options apply).",
+        help="onnx (edgecomp summarize, optimum's ORTModelForCausalLM, onnxruntime-genai), hf (the merged "
+        "model as a transformers checkpoint: AutoModelForCausalLM, vLLM) or gguf (llama.cpp, Ollama: model.gguf "
+        "and a Modelfile; --quantize f32, f16 or q8_0; needs a base converted from a GGUF). No ONNX option "
+        "applies to hf or gguf.",
     ),
     quantize: str = typer.Option("none", help=choices_help()),
     graph: str = typer.Option(

@@ -61,15 +61,20 @@ def merge_export(resolved: Resolved, out: Path, *, force: bool = False, **option
     return read_manifest(out)
 
 
-FORMATS = ("onnx", "hf")
+FORMATS = ("onnx", "hf", "gguf")
+GGUF_QUANTIZE = ("none", "f32", "f16", "q8_0")  # none: f32
 
 
 def _check_format(format: str, **options) -> None:
-    """``hf`` writes the merged checkpoint as it is: no ONNX option applies to it."""
+    """``hf`` writes the merged checkpoint as it is and ``gguf`` the merged weights in llama.cpp's
+    types: no ONNX option applies to them (``gguf`` takes its own ``--quantize`` types)."""
     if format not in FORMATS:
         raise EdgecompError(f"unknown --format {format!r}; choose one of {', '.join(FORMATS)}")
     if format == "onnx":
         return
+    if format == "gguf":
+        if options.pop("quantize") not in GGUF_QUANTIZE:
+            raise EdgecompError(f"--format gguf takes --quantize {', '.join(GGUF_QUANTIZE[1:])} (none: f32)")
     defaults = {"quantize": "none", "graph": "auto", "lora_inputs": False}
     for name, value in options.items():
         if value not in (None, [], defaults.get(name)):
@@ -120,12 +125,21 @@ def cached_export(
     for path in [*(trim_corpus or []), *(calibration or [])]:
         if not Path(path).is_file():
             raise EdgecompError(f"{path} does not exist or is not a file")
-    scheme = get_scheme(quantize)
-    weights = scheme.configured(
-        block_size=block_size, tune_steps=tune_steps, eight_bit_layers=eight_bit_layers, calibration=calibration
+    scheme = get_scheme(quantize) if format == "onnx" else None
+    weights = (
+        scheme.configured(
+            block_size=block_size, tune_steps=tune_steps, eight_bit_layers=eight_bit_layers, calibration=calibration
+        )
+        if scheme
+        else None
     )
     composed = compose(resolved.terms, resolved.method, resolved.parameters) if resolved.terms else None
     base_model = resolve_base(_base_spec(resolved, base), allow_pickle=allow_pickle)
+    if format == "gguf" and base_model.gguf is None:
+        raise EdgecompError(
+            "--format gguf needs a base converted from a GGUF file (the embedded default or --base FILE.gguf): "
+            "its tokenizer and metadata are reused"
+        )
     fingerprint = weights_fingerprint(base_model.path)
     _check_fingerprints(resolved, base_model.name, fingerprint)
     from .onnx_export import chosen_graph
@@ -146,7 +160,7 @@ def cached_export(
         edgecomp=__version__,
         graph=graph_key,
         prompt=prompt,
-        **scheme.key(weights, calibration),
+        **(scheme.key(weights, calibration) if scheme else {"quantize": quantize}),
         **extra,
     )
     manifest = {
@@ -186,6 +200,29 @@ def cached_export(
                     manifest=manifest,
                     allow_pickle=allow_pickle,
                     trust_remote_code=trust_remote_code,
+                )
+            return {"spec_sha256": key}
+        if format == "gguf":
+            from ..compose.merge import merged_model
+            from .gguf_export import export_gguf
+            from .pipeline import verification_ids
+
+            with console.status("merging adapters into the base weights"):
+                model = merged_model(
+                    base_model.path,
+                    composed,
+                    merge_base,
+                    allow_pickle=allow_pickle,
+                    trust_remote_code=trust_remote_code,
+                )
+            with console.status("writing and verifying the GGUF"):
+                export_gguf(
+                    model,
+                    base_model.gguf,
+                    entry / EXPORT_DIR,
+                    quantize="f32" if quantize == "none" else quantize,
+                    manifest=manifest,
+                    ids=verification_ids(base_model.path),
                 )
             return {"spec_sha256": key}
         if as_is:  # nothing to merge: export the base's own checkpoint (no 1 GB copy to write)

