@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import EdgecompError
+from .fsutil import sha256_file, write_json
 from .hashes import remembered_sha256
 
 CONFIG = "config.json"
@@ -72,6 +73,15 @@ def read_manifest(folder: str | Path) -> dict:
     """The export's ``edgecomp-export.json`` ({} when there is none: a plain optimum export)."""
     path = Path(folder) / MANIFEST
     return read_json(path) if path.is_file() else {}
+
+
+def write_manifest(folder: str | Path, fields: dict) -> dict:
+    """Write ``fields`` with the sha256 of every file now in ``folder`` as ``edgecomp-export.json``
+    (what :func:`verify_manifest` checks on load); return what was written."""
+    folder = Path(folder)
+    manifest = {**fields, "files": {p.name: sha256_file(p) for p in sorted(folder.iterdir()) if p.name != MANIFEST}}
+    write_json(folder / MANIFEST, manifest)
+    return manifest
 
 
 def verify_manifest(folder: str | Path) -> dict:

@@ -19,9 +19,10 @@ from transformers import AutoModelForCausalLM
 from edgecomp.errors import EdgecompError
 from edgecomp.export import verify
 from edgecomp.export.onnx_io import external_data_files
-from edgecomp.export.pipeline import MANIFEST, export_checkpoint
+from edgecomp.export.pipeline import export_checkpoint
 from edgecomp.export.quantization.apply import quantize_onnx
 from edgecomp.fsutil import sha256_file
+from edgecomp.model_folder import MANIFEST
 from edgecomp.runtime import Decoding, OnnxCausalLM, generate
 
 

@@ -15,9 +15,10 @@ from edgecomp.data.tokenizer import encoder, load_tokenizer
 from edgecomp.data.vocab_map import VOCAB_MAP, IdMap, byte_token_ids, load_id_map
 from edgecomp.errors import EdgecompError
 from edgecomp.eval.perplexity import score_onnx, token_sequences
-from edgecomp.export.pipeline import MANIFEST, export_checkpoint
+from edgecomp.export.pipeline import export_checkpoint
 from edgecomp.export.trim import corpus_lines, kept_ids, trim_model
 from edgecomp.fsutil import sha256_file
+from edgecomp.model_folder import MANIFEST
 from edgecomp.runtime import Decoding, OnnxCausalLM, generate
 from edgecomp.runtime.session import KVCache
 

@@ -52,7 +52,7 @@ def genai_config(folder: Path) -> dict:
                 "num_key_value_heads": config.get("num_key_value_heads") or heads,
             },
             "eos_token_id": eos,
-            "pad_token_id": config.get("pad_token_id") if config.get("pad_token_id") is not None else eos[0],
+            "pad_token_id": next(i for i in (config.get("pad_token_id"), *eos, 0) if i is not None),
             "type": family.genai_type if family is not None else config.get("model_type"),
             "vocab_size": config["vocab_size"],
         },

@@ -19,16 +19,13 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import EdgecompError
-from ..fsutil import sha256_file, write_json
-from ..metrics import LOGITS, metric
-from ..model_folder import MANIFEST
+from ..model_folder import write_manifest
 from ..models.families import family_for
-from .verify import default_tolerance
+from .verify import match_logits, measure_logits, model_logits
 
 FORMAT = "gguf"
 FILE = "model.gguf"
 MODELFILE = "Modelfile"
-QUANTIZE = ("f32", "f16", "q8_0")
 
 
 def _permute(weights: np.ndarray, heads: int) -> np.ndarray:
@@ -110,45 +107,26 @@ def modelfile(prompt_tail: str, max_new_tokens: int = 64) -> str:
     )
 
 
-def export_gguf(
-    model, gguf_source: Path | None, out_dir: Path, *, quantize: str, manifest: dict, ids: list[int]
-) -> dict:
-    """Write the merged ``model`` as ``out_dir/model.gguf`` (+ ``Modelfile``, manifest), verified."""
+def export_gguf(model, gguf_source: Path, out_dir: Path, *, quantize: str, manifest: dict, ids: list[int]) -> dict:
+    """Write the merged ``model`` as ``out_dir/model.gguf`` (+ ``Modelfile``, manifest) with the
+    metadata and tokenizer of ``gguf_source``, as ``quantize`` (f32, f16, q8_0); verify it on ``ids``."""
     import gguf
     import torch
     from transformers import AutoModelForCausalLM
 
     from ..data.prompts import instruction
 
-    if quantize not in QUANTIZE:
-        raise EdgecompError(f"--format gguf takes --quantize {', '.join(QUANTIZE)}, not {quantize!r}")
-    if gguf_source is None:
-        raise EdgecompError(
-            "--format gguf needs a base converted from a GGUF file (the embedded default or --base FILE.gguf): "
-            "its tokenizer and metadata are reused"
-        )
     family = family_for(model.config.to_dict())
     if family is None:
         raise EdgecompError(f"--format gguf does not know model type {model.config.model_type!r}")
     reader = gguf.GGUFReader(str(gguf_source))
-    with torch.inference_mode():
-        reference = model.eval()(torch.tensor([ids])).logits[0].float().numpy()
+    reference = model_logits(model, ids)
     out_dir.mkdir(parents=True)
     _write(out_dir / FILE, reader, _gguf_tensors(model, reader, family), quantize)
     (out_dir / MODELFILE).write_text(modelfile(instruction(manifest.get("prompt"))), encoding="utf-8")
-    back = AutoModelForCausalLM.from_pretrained(out_dir, gguf_file=FILE, dtype=torch.float32).eval()
-    with torch.inference_mode():
-        written = back(torch.tensor([ids])).logits[0].float().numpy()
-    check = {
-        "max_abs_diff": metric("max_abs_diff", LOGITS).overall(written, reference)["max_abs_diff"],
-        "greedy_agreement": metric("top1_agreement", LOGITS).overall(written, reference)["top1_agreement"],
-        "tokens": len(ids),
-    }
+    back = AutoModelForCausalLM.from_pretrained(out_dir, gguf_file=FILE, dtype=torch.float32)
+    written = model_logits(back, ids)
+    check = measure_logits(written, reference)
     if quantize == "f32":
-        check["tolerance"] = default_tolerance(reference)
-        if not check["max_abs_diff"] <= check["tolerance"]:
-            raise EdgecompError(f"the GGUF's logits differ from the merged model's by {check['max_abs_diff']:.3g}")
-    files = {p.name: sha256_file(p) for p in sorted(out_dir.iterdir())}
-    result = {**manifest, "format": FORMAT, "quantize": quantize, "verify": {"read_back": check}, "files": files}
-    write_json(out_dir / MANIFEST, result)
-    return result
+        check |= match_logits(written, reference, "the GGUF's logits differ from the merged model's")
+    return write_manifest(out_dir, {**manifest, "format": FORMAT, "quantize": quantize, "verify": {"read_back": check}})

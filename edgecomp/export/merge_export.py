@@ -188,23 +188,10 @@ def cached_export(
     as_is = composed is None and merge_base == "original" and any(base_model.path.glob("*.safetensors"))
 
     def build(entry: Path) -> dict:
-        if format == "hf":
-            from .hf_export import export_hf
-
-            with console.status("merging adapters into the base weights"):
-                export_hf(
-                    base_model.path,
-                    composed,
-                    merge_base,
-                    entry / EXPORT_DIR,
-                    manifest=manifest,
-                    allow_pickle=allow_pickle,
-                    trust_remote_code=trust_remote_code,
-                )
-            return {"spec_sha256": key}
-        if format == "gguf":
+        if format in ("hf", "gguf"):
             from ..compose.merge import merged_model
             from .gguf_export import export_gguf
+            from .hf_export import export_hf
             from .pipeline import verification_ids
 
             with console.status("merging adapters into the base weights"):
@@ -215,15 +202,13 @@ def cached_export(
                     allow_pickle=allow_pickle,
                     trust_remote_code=trust_remote_code,
                 )
-            with console.status("writing and verifying the GGUF"):
-                export_gguf(
-                    model,
-                    base_model.gguf,
-                    entry / EXPORT_DIR,
-                    quantize="f32" if quantize == "none" else quantize,
-                    manifest=manifest,
-                    ids=verification_ids(base_model.path),
-                )
+            out, ids = entry / EXPORT_DIR, verification_ids(base_model.path)
+            with console.status(f"writing and verifying the {format} export"):
+                if format == "hf":
+                    export_hf(model, base_model.path, out, manifest=manifest, ids=ids)
+                else:
+                    quantized = "f32" if quantize == "none" else quantize
+                    export_gguf(model, base_model.gguf, out, quantize=quantized, manifest=manifest, ids=ids)
             return {"spec_sha256": key}
         if as_is:  # nothing to merge: export the base's own checkpoint (no 1 GB copy to write)
             export_checkpoint(base_model.path, entry / EXPORT_DIR, **export)

@@ -22,9 +22,9 @@ from ..data.prompts import prompt_ids
 from ..data.tokenizer import encoder, load_tokenizer
 from ..data.vocab_map import IdMap, write_id_map
 from ..errors import EdgecompError
-from ..fsutil import atomic_dir, sha256_file, write_json
+from ..fsutil import atomic_dir, write_json
 from ..metrics import LOGITS, metric
-from ..model_folder import CONFIG, GENERATION_CONFIG, MANIFEST, read_config, read_json, special_ids
+from ..model_folder import CONFIG, GENERATION_CONFIG, read_config, read_json, special_ids, write_manifest
 from .decoder_graph import LORA_LAYOUT
 from .genai_config import write_genai_config
 from .onnx_export import chosen_graph, export_onnx
@@ -205,7 +205,6 @@ def export_checkpoint(
             write_genai_config(tmp)
         shutil.rmtree(work)
 
-        files = {p.name: sha256_file(p) for p in sorted(tmp.iterdir())}
         result = {
             **manifest,
             "format": "onnx",
@@ -213,11 +212,10 @@ def export_checkpoint(
             "quantize": quantize,
             "quantization": quantization,
             "verify": verify,
-            "files": files,
         }
         if trim is not None:
             result["trim"] = trim
         if layout is not None:
             result["lora_inputs"] = layout
-        write_json(tmp / MANIFEST, result)
+        result = write_manifest(tmp, result)
     return result

@@ -44,13 +44,42 @@ def torch_logits(checkpoint_dir: Path, input_ids: Sequence[int]) -> np.ndarray:
     import torch
     from transformers import AutoModelForCausalLM
 
-    model = AutoModelForCausalLM.from_pretrained(checkpoint_dir, dtype=torch.float32, local_files_only=True).eval()
-    with torch.inference_mode():
-        return model(torch.tensor([list(input_ids)])).logits[0].float().numpy()
+    model = AutoModelForCausalLM.from_pretrained(checkpoint_dir, dtype=torch.float32, local_files_only=True)
+    return model_logits(model, input_ids)
 
 
 def _config(checkpoint_dir: Path) -> dict:
     return read_config(checkpoint_dir)
+
+
+def model_logits(model, input_ids: Sequence[int]) -> np.ndarray:
+    """Logits [tokens, vocab] of a loaded PyTorch model (eval mode) for one sequence."""
+    import torch
+
+    with torch.inference_mode():
+        return model.eval()(torch.tensor([list(input_ids)])).logits[0].float().numpy()
+
+
+def match_logits(actual: np.ndarray, reference: np.ndarray, what: str, atol: float | None = None) -> dict:
+    """``actual`` must equal ``reference`` within ``atol`` (default :func:`default_tolerance`);
+    otherwise (NaN too) raise :class:`EdgecompError` saying ``what`` ("X differ from Y")."""
+    diff = metric("max_abs_diff", LOGITS).overall(actual, reference)["max_abs_diff"]
+    tolerance = default_tolerance(reference) if atol is None else atol
+    if not diff <= tolerance:
+        raise EdgecompError(
+            f"{what} by {diff:.3g} (tolerance {tolerance:.3g}); the export is wrong, refusing to write it"
+        )
+    return {"max_abs_diff": diff, "tolerance": tolerance, "tokens": len(reference)}
+
+
+def measure_logits(actual: np.ndarray, reference: np.ndarray) -> dict:
+    """How far ``actual`` strays from ``reference``: largest logit difference, and the share of
+    positions whose most likely next token is the same (teacher-forced greedy agreement)."""
+    return {
+        "max_abs_diff": metric("max_abs_diff", LOGITS).overall(actual, reference)["max_abs_diff"],
+        "greedy_agreement": metric("top1_agreement", LOGITS).overall(actual, reference)["top1_agreement"],
+        "tokens": len(reference),
+    }
 
 
 def verify_logits(onnx_dir: Path, checkpoint_dir: Path, input_ids: Sequence[int], atol: float | None = None) -> dict:
@@ -60,24 +89,10 @@ def verify_logits(onnx_dir: Path, checkpoint_dir: Path, input_ids: Sequence[int]
     """
     reference = torch_logits(checkpoint_dir, input_ids)
     actual = onnx_logits(onnx_dir, _config(checkpoint_dir), input_ids)
-    diff = metric("max_abs_diff", LOGITS).overall(actual, reference)["max_abs_diff"]
-    tolerance = default_tolerance(reference) if atol is None else atol
-    if not diff <= tolerance:  # also catches NaN
-        raise EdgecompError(
-            f"ONNX logits differ from PyTorch by {diff:.3g} (tolerance {tolerance:.3g}); "
-            "the export is wrong, refusing to write it"
-        )
-    return {"max_abs_diff": diff, "tolerance": tolerance, "tokens": len(input_ids)}
+    return match_logits(actual, reference, "ONNX logits differ from PyTorch", atol)
 
 
 def compare_quantized(quantized_dir: Path, fp32_dir: Path, checkpoint_dir: Path, input_ids: Sequence[int]) -> dict:
-    """How far a quantized export strays from the fp32 one: largest logit difference, and the
-    share of positions whose most likely next token is the same (teacher-forced greedy agreement)."""
+    """:func:`measure_logits` of a quantized export against the fp32 one."""
     config = _config(checkpoint_dir)
-    reference = onnx_logits(fp32_dir, config, input_ids)
-    actual = onnx_logits(quantized_dir, config, input_ids)
-    return {
-        "max_abs_diff": metric("max_abs_diff", LOGITS).overall(actual, reference)["max_abs_diff"],
-        "greedy_agreement": metric("top1_agreement", LOGITS).overall(actual, reference)["top1_agreement"],
-        "tokens": len(input_ids),
-    }
+    return measure_logits(onnx_logits(quantized_dir, config, input_ids), onnx_logits(fp32_dir, config, input_ids))
