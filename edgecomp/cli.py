@@ -266,7 +266,16 @@ def compose(
     ),
     lambda_grid: str = typer.Option("1,2,3", "--lambda-grid", help="--auto-lambda: the λ values to try."),
     quantize: str = typer.Option("int8", help="--auto-lambda: quantization of the candidate exports (cached)."),
-    base: Optional[str] = typer.Option(None, help=f"--auto-lambda: {BASE_HELP}"),
+    base: Optional[str] = typer.Option(
+        None, help=f"--auto-lambda and --format gguf-lora: {BASE_HELP} Default: the adapters' base."
+    ),
+    adapter_format: str = typer.Option(
+        "peft",
+        "--format",
+        help="peft (PEFT's adapter_model.safetensors + adapter_config.json) or gguf-lora (the same, plus "
+        "adapter.gguf that llama.cpp applies to the base GGUF with --lora, and an Ollama Modelfile; needs a base "
+        "converted from a GGUF).",
+    ),
     force: bool = typer.Option(False, "--force", help="Replace an existing output folder."),
 ):
     """Compose adapters into one PEFT adapter (served unmerged, or merged by merge-export)."""
@@ -292,7 +301,7 @@ def compose(
             resolved, lang = _resolve(*args, lam, lam, explain)
         else:
             resolved, lang = _resolve(*args, lambda_t, lambda_s, explain)
-        return compose_adapter(resolved, out, rank=rank, target=lang, force=force)
+        return compose_adapter(resolved, out, rank=rank, target=lang, force=force, format=adapter_format, base=base)
 
     meta = _call(run)
     report = meta["low_rank"]
@@ -330,8 +339,8 @@ def merge_export(
         "--format",
         help="onnx (edgecomp summarize, optimum's ORTModelForCausalLM, onnxruntime-genai), hf (the merged "
         "model as a transformers checkpoint: AutoModelForCausalLM, vLLM) or gguf (llama.cpp, Ollama: model.gguf "
-        "and a Modelfile; --quantize f32, f16 or q8_0; needs a base converted from a GGUF). No ONNX option "
-        "applies to hf or gguf.",
+        "and a Modelfile; --quantize f32, f16, q8_0, or llama.cpp's q4_k_m, q5_k_m, q6_k with the llamacpp "
+        "extra; needs a base converted from a GGUF). No ONNX option applies to hf or gguf.",
     ),
     quantize: str = typer.Option("none", help=choices_help()),
     graph: str = typer.Option(

@@ -9,7 +9,7 @@ import pytest
 from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
 from edgecomp.fsutil import sha256_file
-from edgecomp.models.gguf_tokenizer import _read_metadata, save_hf_tokenizer, tokenizer_from_gguf
+from edgecomp.models.gguf_tokenizer import read_metadata, save_hf_tokenizer, tokenizer_from_gguf
 
 FIXTURE = Path(__file__).parent / "fixtures" / "llamacpp_gemma3_tokens.json"
 MONO_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "mono"
@@ -81,7 +81,7 @@ def test_transformers_gguf_tokenizer_is_wrong_for_this_vocab(packaged_gguf, reco
     """Why ``tokenizer_from_gguf`` exists; if this fails, transformers has fixed its converter."""
     from transformers.integrations.ggml import convert_gguf_tokenizer  # what gguf_file= loading uses
 
-    meta = _read_metadata(packaged_gguf)
+    meta = read_metadata(packaged_gguf)
     fields = {k.removeprefix("tokenizer.ggml."): v for k, v in meta.items() if k.startswith("tokenizer.ggml.")}
     fields["scores"], fields["token_type"] = fields["scores"].tolist(), fields["token_type"].tolist()
     theirs, _ = convert_gguf_tokenizer("gemma3_text", fields)

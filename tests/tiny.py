@@ -75,12 +75,12 @@ def _common(vocab_size: int) -> dict:
     )
 
 
-def tiny_model(kind: str, vocab_size: int):
-    """A random model of the family named ``kind``: the common sizes plus the family's tiny config.
-    Biases (Qwen2's q/k/v) are random too: transformers starts them at zero, which would hide a
-    graph that drops them."""
+def tiny_model(kind: str, vocab_size: int, **overrides):
+    """A random model of the family named ``kind``: the common sizes plus the family's tiny config
+    (then ``overrides``). Biases (Qwen2's q/k/v) are random too: transformers starts them at zero,
+    which would hide a graph that drops them."""
     family = FAMILIES[kind]
-    config = AutoConfig.for_model(family.model_types[0], **{**_common(vocab_size), **family.tiny_config})
+    config = AutoConfig.for_model(family.model_types[0], **{**_common(vocab_size), **family.tiny_config, **overrides})
     model = AutoModelForCausalLM.from_config(config)
     with torch.no_grad():
         for name, param in model.named_parameters():

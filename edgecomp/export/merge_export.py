@@ -14,6 +14,7 @@ import tempfile
 from pathlib import Path
 
 from .. import __version__
+from ..compose.base import base_spec, check_fingerprints
 from ..compose.merge import merged_checkpoint
 from ..compose.methods import compose
 from ..compose.spec import Resolved
@@ -24,28 +25,6 @@ from ..model_folder import read_manifest
 from .quantization.schemes import get_scheme
 
 EXPORT_DIR = "export"
-
-
-def _base_spec(resolved: Resolved, given: str | None) -> str | None:
-    """``--base``, else the base the adapters name — only if that is the embedded default: adapter
-    metadata comes from whoever published the adapter and must not make us load a path or a hub id."""
-    from ..models.resolve import DEFAULT_BASE
-
-    if given:
-        return given
-    specs = {((t.adapter.meta or {}).get("base") or {}).get("spec") for t in resolved.terms} - {None}
-    if len(specs) > 1:
-        raise EdgecompError(f"adapters name different bases ({', '.join(sorted(specs))}); pass --base")
-    named = specs.pop() if specs else None
-    if named not in (None, DEFAULT_BASE):
-        raise EdgecompError(f"the adapters were trained on '{named}'; pass it as --base to load it")
-    return named
-
-
-def _check_fingerprints(resolved: Resolved, base_name: str, fingerprint: str) -> None:
-    for adapter in (t.adapter for t in resolved.terms):
-        if adapter.fingerprint and adapter.fingerprint != fingerprint:
-            raise EdgecompError(f"{adapter.name}: trained on another base than '{base_name}' (weights differ)")
 
 
 def merge_export(resolved: Resolved, out: Path, *, force: bool = False, **options) -> dict:
@@ -62,7 +41,6 @@ def merge_export(resolved: Resolved, out: Path, *, force: bool = False, **option
 
 
 FORMATS = ("onnx", "hf", "gguf")
-GGUF_QUANTIZE = ("none", "f32", "f16", "q8_0")  # none: f32
 
 
 def _check_format(format: str, **options) -> None:
@@ -73,8 +51,10 @@ def _check_format(format: str, **options) -> None:
     if format == "onnx":
         return
     if format == "gguf":
-        if options.pop("quantize") not in GGUF_QUANTIZE:
-            raise EdgecompError(f"--format gguf takes --quantize {', '.join(GGUF_QUANTIZE[1:])} (none: f32)")
+        from .gguf_export import TYPES
+
+        if options.pop("quantize") not in ("none", *TYPES):
+            raise EdgecompError(f"--format gguf takes --quantize {', '.join(TYPES)} (none: f32)")
     defaults = {"quantize": "none", "graph": "auto", "lora_inputs": False}
     for name, value in options.items():
         if value not in (None, [], defaults.get(name)):
@@ -134,14 +114,14 @@ def cached_export(
         else None
     )
     composed = compose(resolved.terms, resolved.method, resolved.parameters) if resolved.terms else None
-    base_model = resolve_base(_base_spec(resolved, base), allow_pickle=allow_pickle)
+    base_model = resolve_base(base_spec(resolved, base), allow_pickle=allow_pickle)
     if format == "gguf" and base_model.gguf is None:
         raise EdgecompError(
             "--format gguf needs a base converted from a GGUF file (the embedded default or --base FILE.gguf): "
             "its tokenizer and metadata are reused"
         )
     fingerprint = weights_fingerprint(base_model.path)
-    _check_fingerprints(resolved, base_model.name, fingerprint)
+    check_fingerprints(resolved, base_model.name, fingerprint)
     from .onnx_export import chosen_graph
 
     graph = chosen_graph(base_model.path, graph)
@@ -150,6 +130,13 @@ def cached_export(
         extra["lora_inputs"] = True
     if format != "onnx":
         extra["format"] = format
+    if format == "gguf":
+        from . import llamacpp
+        from .gguf_export import VERSION
+
+        extra["gguf"] = VERSION
+        if quantize in llamacpp.TYPES:  # llama.cpp's quantizer writes the file
+            extra["llama_cpp"] = llamacpp.module(f"--quantize {quantize}").__version__
     from .decoder_graph import VERSION as GRAPH_VERSION
 
     graph_key = f"edgecomp-{GRAPH_VERSION}" if graph == "edgecomp" else graph

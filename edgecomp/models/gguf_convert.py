@@ -2,7 +2,9 @@
 
 transformers dequantizes the GGUF tensors into a regular model; its tokenizer conversion for
 SentencePiece-BPE vocabularies is wrong (see :mod:`gguf_tokenizer`), so the tokenizer is rebuilt
-from the GGUF's own tokens, scores and types.
+from the GGUF's own tokens, scores and types. Config keys its loader leaves at their defaults but
+llama.cpp derives from the file (Gemma 3's attention scale and layer pattern) come from the
+family's ``from_gguf``, so the checkpoint computes what llama.cpp computes.
 """
 
 from __future__ import annotations
@@ -11,7 +13,8 @@ from pathlib import Path
 
 from ..fsutil import sha256_file
 from .cache import cached_entry
-from .gguf_tokenizer import save_hf_tokenizer, tokenizer_from_gguf
+from .families import family_for
+from .gguf_tokenizer import read_metadata, save_hf_tokenizer, tokenizer_from_gguf
 
 
 def _eos_ids(tok, eos: int) -> list[int]:
@@ -20,14 +23,28 @@ def _eos_ids(tok, eos: int) -> list[int]:
     return [eos] + ([end_of_turn] if end_of_turn is not None else [])
 
 
+def load_gguf_model(gguf_path: Path):
+    """The GGUF as an fp32 transformers model (dequantized), with the config keys llama.cpp derives
+    from the file that transformers' loader leaves at their defaults (the family's ``from_gguf``)."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    config = AutoConfig.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
+    family = family_for(config.to_dict())
+    if family is not None and family.from_gguf is not None:
+        for key, value in family.from_gguf(config.to_dict(), read_metadata(gguf_path)).items():
+            setattr(config, key, value)
+    return AutoModelForCausalLM.from_pretrained(
+        gguf_path.parent, gguf_file=gguf_path.name, config=config, dtype=torch.float32
+    )
+
+
 def convert_gguf(gguf_path: Path, out_dir: Path) -> dict:
     """Write the dequantized fp32 checkpoint and tokenizer of ``gguf_path`` into ``out_dir``."""
-    import torch
     from rich.console import Console
-    from transformers import AutoModelForCausalLM
 
     with Console(stderr=True).status(f"converting {gguf_path.name} (once; about a minute)"):
-        model = AutoModelForCausalLM.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name, dtype=torch.float32)
+        model = load_gguf_model(gguf_path)
         tok = tokenizer_from_gguf(gguf_path)
         cfg = model.config
         gen = model.generation_config

@@ -63,7 +63,7 @@ _SCALARS = {
 }
 
 
-def _read_metadata(path: Path) -> dict:
+def read_metadata(path: Path) -> dict:
     """The key/value section of a little-endian GGUF (v2/v3); tensors are not read.
 
     ``gguf.GGUFReader`` wraps every element of the 262k-entry vocabulary arrays in its own numpy
@@ -111,7 +111,7 @@ def tokenizer_from_gguf(gguf_path: str | os.PathLike) -> Tokenizer:
     far too many pieces (see the module docstring). Special tokens are not parsed out of text
     (llama.cpp's ``parse_special=false``) unless ``encode_special_tokens`` is set to ``False``.
     """
-    meta = _read_metadata(Path(gguf_path))
+    meta = read_metadata(Path(gguf_path))
     if meta.get("tokenizer.ggml.model") != "llama" or meta.get("tokenizer.ggml.add_space_prefix", True):
         raise EdgecompError(
             f"{gguf_path}: only SentencePiece-BPE vocabularies (tokenizer.ggml.model 'llama') "

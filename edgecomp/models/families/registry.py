@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Mapping
+from typing import Callable, Mapping
 
 # How each ``Family.activation_op`` is written in the graph: x · Sigmoid(x) (two nodes), or
 # ONNX Runtime's FastGelu (the tanh approximation, ``gelu_pytorch_tanh``).
@@ -43,6 +43,9 @@ class Family:
     tiny_config: Mapping[str, object] = field(default_factory=dict)  # extra config keys of the tiny test model
     genai_type: str = "llama"  # onnxruntime-genai's model type for this architecture (genai_config.json)
     gguf_permute_qk: bool = False  # llama.cpp's converter permutes q/k rows of this architecture (Llama)
+    # (config, GGUF metadata) → the config keys llama.cpp derives from a GGUF that transformers'
+    # GGUF loader leaves at their defaults; applied when a GGUF base is converted
+    from_gguf: Callable[[dict, dict], dict] | None = None
 
     def __post_init__(self):
         if self.activation_op not in ACTIVATION_OPS:
