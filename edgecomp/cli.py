@@ -435,7 +435,7 @@ def merge_export(
     typer.echo(f"wrote {out}")
 
 
-app.add_typer(bench_app, name="bench", help="Measure decoding speed and memory, and compare engines.")
+app.add_typer(bench_app, name="bench", help="Measure decoding and training speed and memory against other engines.")
 
 adapters_app = typer.Typer(help="Adapter libraries.", no_args_is_help=True)
 app.add_typer(adapters_app, name="adapters")

@@ -1,4 +1,4 @@
-"""The summary-positions-only loss equals transformers' full loss, value and gradients."""
+"""The chunked, label-positions-only loss equals transformers' full loss, value and gradients."""
 
 import pytest
 import torch
@@ -22,8 +22,9 @@ def _batch():
     return {"input_ids": ids, "labels": labels, "attention_mask": mask}
 
 
+@pytest.mark.parametrize("chunk", [1024, 7])  # one chunk; several, the last one short
 @pytest.mark.parametrize("family,softcap", [(tiny_llama, None), (tiny_gemma3, None), (tiny_gemma3, 2.0)])
-def test_summary_positions_loss_equals_full_loss_and_gradients(family, softcap):
+def test_summary_positions_loss_equals_full_loss_and_gradients(family, softcap, chunk):
     torch.manual_seed(1)
     base = family(400)
     if softcap is not None:  # Gemma 2's final-logit soft-capping: the model's own head must apply it
@@ -37,7 +38,7 @@ def test_summary_positions_loss_equals_full_loss_and_gradients(family, softcap):
     full.backward()
     want = {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
     model.zero_grad()
-    ours = causal_lm_loss(model, batch)
+    ours = causal_lm_loss(model, batch, chunk=chunk)
     ours.backward()
     assert abs(ours.item() - full.item()) < 1e-5
     for n, p in model.named_parameters():

@@ -78,7 +78,7 @@ def test_ctrl_c_saves_then_resume_gives_the_same_adapter(case, mono_file, tmp_pa
     )
     assert isinstance(stopped.value, EdgecompError)
     assert not out.exists()
-    assert [p.name for p in folder.iterdir()] == ["step-000005"]  # the step-3 one was replaced
+    assert sorted(p.name for p in folder.iterdir()) == ["metrics.jsonl", "step-000005"]  # step 3's was replaced
     state = json.loads((folder / "step-000005" / "state.json").read_text())
     assert state["stats"]["steps"] == 5 and len(state["stats"]["losses"]) == 5
 
@@ -96,10 +96,15 @@ def test_crash_resumes_from_the_last_periodic_checkpoint(case, mono_file, tmp_pa
     stop_during_step(monkeypatch, 5, "crash")
     with pytest.raises(RuntimeError, match="simulated crash"):
         train_adapter(options(base, mono_file, out, qlora=qlora))
-    assert [p.name for p in checkpoint_folder(out).iterdir()] == ["step-000003"]
+    assert sorted(p.name for p in checkpoint_folder(out).iterdir()) == ["metrics.jsonl", "step-000003"]
+    logged = [json.loads(line)["step"] for line in (checkpoint_folder(out) / "metrics.jsonl").read_text().splitlines()]
+    assert logged == [1, 2, 3, 4]  # step 4 ran after the last checkpoint
     monkeypatch.undo()
     train_adapter(options(base, mono_file, out, qlora=qlora, resume=True))
     assert adapter_bytes(out) == reference
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == list(range(1, STEPS + 1))  # the resumed run redid step 4, logged once
+    assert all(r["tokens_per_s"] > 0 and r["peak_rss_mb"] > 0 and r["lr"] >= 0 for r in rows)
 
 
 @pytest.fixture

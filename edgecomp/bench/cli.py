@@ -1,4 +1,5 @@
-"""``edgecomp bench``: decode speed of an export, and how it compares with PyTorch and llama.cpp.
+"""``edgecomp bench``: decode speed of an export, and how it compares with PyTorch and llama.cpp;
+training speed and memory of edgecomp's trainer against a plain HF Trainer script (:mod:`.train`).
 
 A Typer sub-app; ``edgecomp.cli`` mounts it with ``app.add_typer(bench_app, name="bench")``.
 The functions ``bench_decode`` and ``bench_compare`` do the work and return plain dicts (what
@@ -293,3 +294,69 @@ def compare_command(
     failed = [r for r in result["engines"] if r.get("error")]
     if failed and len(failed) == len(result["engines"]):
         raise typer.Exit(1)
+
+
+@bench_app.command("train")
+def train_command(
+    kind: str = typer.Option("language", help="language (loss on every token) or task (loss on the summary)."),
+    base: Optional[str] = typer.Option(None, "--base", help="Base model (default: the embedded default)."),
+    random_config: Optional[Path] = typer.Option(
+        None,
+        "--random-config",
+        help="A config.json to build with random weights instead of --base (speed and memory do not depend on "
+        "the values); trains on random token ids.",
+    ),
+    seq_len: int = typer.Option(512, "--seq-len", help="Tokens per example."),
+    batch_size: int = typer.Option(4, "--batch-size", help="Examples per optimizer step."),
+    steps: int = typer.Option(8, "--steps", help="Optimizer steps per trainer."),
+    rank: int = typer.Option(8, "--rank", help="LoRA rank (alpha = 2 × rank)."),
+    lr: float = typer.Option(2e-4, "--lr", help="Peak learning rate."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the LoRA init, the batch order and random data."),
+    qlora: bool = typer.Option(False, "--qlora", help="Both trainers on the NF4 base."),
+    device: str = typer.Option("auto", "--device", help="cpu, cuda or auto."),
+    memory_cap_gb: Optional[float] = typer.Option(
+        None, "--memory-cap-gb", help="Limit each trainer's GPU memory to this much (a consumer card's)."
+    ),
+    as_json: bool = AS_JSON,
+):
+    """edgecomp's trainer vs a plain HF Trainer + PEFT script: tokens/s, peak memory, loss curves, ratios."""
+    from .train import TrainBench, bench_train
+
+    options = TrainBench(
+        kind=kind,
+        base=base,
+        random_config=random_config,
+        seq_len=seq_len,
+        batch_size=batch_size,
+        steps=steps,
+        rank=rank,
+        lr=lr,
+        seed=seed,
+        qlora=qlora,
+        device=device,
+        memory_cap_gb=memory_cap_gb,
+    )
+    result = _run(bench_train, options)
+    if as_json:
+        typer.echo(json.dumps(result, indent=2))
+        return
+    from rich.table import Table
+
+    table = Table(title=f"{kind} adapter, {batch_size} × {seq_len} tokens, {steps} steps")
+    memory = next(k for k in ("gpu_allocated_mb", "peak_rss_mb") if k in result["trainers"]["edgecomp"])
+    for column in ("trainer", "tokens/s", memory, "first loss", "last loss"):
+        table.add_column(column, justify="left" if column == "trainer" else "right")
+    for name, row in result["trainers"].items():
+        table.add_row(
+            name,
+            f"{row['tokens_per_s']:.1f}",
+            f"{row[memory]:.0f}",
+            f"{row['losses'][0]:.4f}",
+            f"{row['losses'][-1]:.4f}",
+        )
+    _print(table)
+    ratios = result["ratios"]
+    typer.echo(
+        f"edgecomp / hf-trainer: tokens/s {ratios['tokens_per_s']:.2f}×, {memory} {ratios[memory]:.2f}×; "
+        f"largest loss gap {result['largest_loss_gap']:.4f}"
+    )

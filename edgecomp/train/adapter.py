@@ -1,8 +1,9 @@
 """Train one adapter end to end: data → examples → (NF4) base + LoRA → loop → PEFT folder + edgecomp.json.
 
 The output is a standard PEFT adapter (``adapter_config.json``, ``adapter_model.safetensors``) that
-``PeftModel.from_pretrained`` loads, plus ``edgecomp.json``: what was trained, on which base
-(name and weight fingerprint), from which data (name and sha256), and how it went.
+``PeftModel.from_pretrained`` loads, plus ``metrics.jsonl`` (a line per step, :mod:`.metrics_log`)
+and ``edgecomp.json``: what was trained, on which base (name and weight fingerprint), from which
+data (name and sha256), and how it went.
 
 Training saves a checkpoint every ``save_every`` steps and on Ctrl-C into ``<out>.checkpoint/``;
 ``resume`` continues from it to the same adapter an uninterrupted run writes (see :mod:`.checkpoint`).
@@ -10,6 +11,7 @@ Training saves a checkpoint every ``save_every`` steps and on Ctrl-C into ``<out
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -23,6 +25,7 @@ from ..data.tokenizer import encoder
 from ..errors import EdgecompError
 from ..fsutil import atomic_dir, check_output_dir, sha256_file, write_json
 from .checkpoint import Checkpoints, check_start
+from .metrics_log import FILE as METRICS_FILE
 
 KINDS = ("language", "task")
 
@@ -182,6 +185,7 @@ def train_adapter(o: TrainOptions) -> dict:
         description=f"{o.kind} adapter ({o.lang})",
         checkpoints=checkpoints,
         resume_from=resume_from,
+        metrics_file=checkpoints.folder / METRICS_FILE,
     )
     meta = {
         "format": "edgecomp-adapter/1",
@@ -207,5 +211,6 @@ def train_adapter(o: TrainOptions) -> dict:
     with atomic_dir(o.out, force=o.force) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         write_json(tmp / "edgecomp.json", meta)
+        shutil.copy2(checkpoints.folder / METRICS_FILE, tmp / METRICS_FILE)
     checkpoints.remove()
     return meta

@@ -27,6 +27,7 @@ from ..console import console
 from ..data.examples import IGNORE
 from .checkpoint import Checkpoints, TrainingInterrupted
 from .loss import causal_lm_loss
+from .metrics_log import MetricsLog, peak_memory
 
 
 @dataclass
@@ -125,8 +126,10 @@ def train_loop(
     description: str,
     checkpoints: Checkpoints | None = None,
     resume_from: Path | None = None,
+    metrics_file: Path | None = None,
 ) -> LoopStats:
-    """Train for ``steps`` optimizer steps, from ``resume_from`` (a checkpoint of ``checkpoints``) if given."""
+    """Train for ``steps`` optimizer steps, from ``resume_from`` (a checkpoint of ``checkpoints``) if
+    given, writing a line per step to ``metrics_file`` (:mod:`.metrics_log`) if given."""
     import torch
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
     from transformers import get_linear_schedule_with_warmup
@@ -139,6 +142,7 @@ def train_loop(
     if resume_from is not None:
         stats = LoopStats(**checkpoints.restore(resume_from, model, optimizer, scheduler))
         console.print(f"[bold]resuming[/] at step {stats.steps}/{steps} from {resume_from}")
+    metrics = MetricsLog(metrics_file, stats.steps) if metrics_file is not None else None
     batches = micro_batches(len(examples), batch_size, seed, start=stats.steps * grad_accum)
     model.train()
     columns = [
@@ -163,6 +167,7 @@ def train_loop(
                 step_loss += loss.item() / grad_accum
                 stats.tokens += int(batch["attention_mask"].sum())
             torch.nn.utils.clip_grad_norm_(params, 1.0)
+            lr_now = scheduler.get_last_lr()[0]
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
@@ -170,6 +175,18 @@ def train_loop(
             stats.losses.append(step_loss)
             stats.seconds = time.perf_counter() - start
             bar.update(task, advance=1, loss=f"{step_loss:.3f}", tps=f"{stats.tokens_per_s:.0f}")
+            if metrics is not None:
+                metrics.write(
+                    {
+                        "step": stats.steps,
+                        "loss": round(step_loss, 6),
+                        "lr": lr_now,
+                        "tokens": stats.tokens,
+                        "tokens_per_s": round(stats.tokens_per_s, 2),
+                        "seconds": round(stats.seconds, 3),
+                        **peak_memory(device),
+                    }
+                )
             if not console.is_terminal and (stats.steps % max(1, steps // 10) == 0 or stats.steps == steps):
                 console.print(
                     f"{description}: step {stats.steps}/{steps}, loss {step_loss:.3f}, "

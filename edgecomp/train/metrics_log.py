@@ -1,0 +1,47 @@
+"""``metrics.jsonl``: one JSON line per optimizer step, for plots and for following a run from
+another terminal (``tail -f <out>.checkpoint/metrics.jsonl``).
+
+Each line holds the step, its loss, the learning rate, tokens so far, tokens/s, seconds, and peak
+memory: GPU memory allocated and reserved by PyTorch on CUDA, the process's peak resident set on
+CPU. The file lives beside the checkpoints while training and is copied into the adapter folder at
+the end; a resumed run keeps the lines up to the step it resumes from and appends after them.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+from pathlib import Path
+
+FILE = "metrics.jsonl"
+
+
+def peak_memory(device: str) -> dict[str, float]:
+    """Peak memory so far in MiB: ``gpu_allocated_mb``/``gpu_reserved_mb`` on CUDA, else ``peak_rss_mb``."""
+    if device.startswith("cuda"):
+        import torch
+
+        return {
+            "gpu_allocated_mb": round(torch.cuda.max_memory_allocated() / 2**20, 1),
+            "gpu_reserved_mb": round(torch.cuda.max_memory_reserved() / 2**20, 1),
+        }
+    return {"peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}  # Linux: KiB
+
+
+class MetricsLog:
+    def __init__(self, path: Path, resumed_step: int = 0):
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        kept = []
+        if resumed_step and path.is_file():
+            for line in path.read_text(encoding="utf-8").splitlines():
+                try:
+                    if json.loads(line)["step"] <= resumed_step:
+                        kept.append(line)
+                except (ValueError, KeyError, TypeError):
+                    break  # a line cut by the interruption: what follows is not trusted
+        path.write_text("".join(f"{line}\n" for line in kept), encoding="utf-8")
+
+    def write(self, row: dict) -> None:
+        with self.path.open("a", encoding="utf-8") as f:
+            f.write(json.dumps(row) + "\n")
