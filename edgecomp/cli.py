@@ -8,6 +8,7 @@ called functions, so ``summarize`` never loads PyTorch.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import List, Optional, Tuple
@@ -82,8 +83,11 @@ def train(
     epochs: float = typer.Option(1.0, help="Passes over the data when --steps is not given."),
     rank: int = typer.Option(8, help="LoRA rank."),
     alpha: float = typer.Option(16.0, help="LoRA alpha (scale = alpha / rank)."),
+    dropout: float = typer.Option(0.05, help="LoRA dropout, in [0, 1)."),
     lr: float = typer.Option(2e-4, help="Peak learning rate (linear warm-up and decay)."),
-    batch_size: int = typer.Option(4, help="Sequences per micro-batch."),
+    batch_size: int = typer.Option(
+        4, help="Sequences per micro-batch, over all processes when data-parallel (torchrun, accelerate launch)."
+    ),
     grad_accum: int = typer.Option(1, help="Micro-batches per optimizer step."),
     seq_len: int = typer.Option(512, help="Tokens per sequence (language: packed block; task: article is cut to fit)."),
     label_fraction: float = typer.Option(
@@ -112,7 +116,10 @@ def train(
     trust_remote_code: bool = TRUST_REMOTE_CODE,
     force: bool = typer.Option(False, "--force", help="Replace an existing output folder (and start over)."),
 ):
-    """Train a language or task LoRA adapter (QLoRA with --qlora). Ctrl-C saves a checkpoint."""
+    """Train a language or task LoRA adapter (QLoRA with --qlora). Ctrl-C saves a checkpoint.
+
+    Under torchrun or accelerate launch it trains data-parallel: --batch-size is split across the
+    processes, rank 0 writes the adapter, and the result is the single-process one of the same batch."""
     from .train.adapter import TrainOptions, train_adapter
 
     options = TrainOptions(
@@ -126,6 +133,7 @@ def train(
         epochs=epochs,
         rank=rank,
         alpha=alpha,
+        dropout=dropout,
         lr=lr,
         batch_size=batch_size,
         grad_accum=grad_accum,
@@ -141,7 +149,8 @@ def train(
         force=force,
     )
     meta = _call(train_adapter, options)
-    typer.echo(f"wrote {out} (final loss {meta['final_loss']:.4f}, {meta['tokens_per_s']:.0f} tokens/s)")
+    if os.environ.get("RANK", "0") == "0":  # one line from a data-parallel run, not one per process
+        typer.echo(f"wrote {out} (final loss {meta['final_loss']:.4f}, {meta['tokens_per_s']:.0f} tokens/s)")
 
 
 # Composition flags shared by `compose` and `merge-export` (and the keys of a YAML spec).

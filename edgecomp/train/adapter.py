@@ -24,6 +24,7 @@ from ..data.readers import read_lines, read_pairs
 from ..data.tokenizer import encoder
 from ..errors import EdgecompError
 from ..fsutil import atomic_dir, check_output_dir, sha256_file, write_json
+from . import distributed
 from .checkpoint import Checkpoints, check_start
 from .metrics_log import FILE as METRICS_FILE
 
@@ -87,6 +88,9 @@ def _validate(o: TrainOptions) -> None:
         raise EdgecompError("--steps must be at least 1")
     if o.save_every is not None and o.save_every < 0:
         raise EdgecompError("--save-every must be 0 (only on Ctrl-C) or more")
+    distributed.check_split(o.batch_size, distributed.launched_size())
+    if not 0.0 <= o.dropout < 1.0:
+        raise EdgecompError("--dropout must be in [0, 1)")
     if not 0.0 < o.label_fraction <= 1.0:
         raise EdgecompError("--label-fraction must be in (0, 1]")
     if o.label_fraction < 1.0 and o.kind != "language":
@@ -164,8 +168,10 @@ def train_adapter(o: TrainOptions) -> dict:
         o.save_every,
     )
     resume_from = checkpoints.check() if o.resume else None
-    if not o.resume:
+    world = distributed.world(device)
+    if not o.resume and world.main:
         checkpoints.remove()  # only there with --force: check_start refused it otherwise
+    world.sum(0)  # every rank starts after that
     console.print(f"[bold]data[/] {o.data.name}: {len(examples)} examples, {steps} optimizer steps on {device}")
 
     if o.qlora:
@@ -207,10 +213,13 @@ def train_adapter(o: TrainOptions) -> dict:
             if k not in ("data", "out", "force", "resume", "save_every")
         },
         "device": device,
+        "processes": world.size,
     }
-    with atomic_dir(o.out, force=o.force) as tmp:
-        model.save_pretrained(tmp, safe_serialization=True)
-        write_json(tmp / "edgecomp.json", meta)
-        shutil.copy2(checkpoints.folder / METRICS_FILE, tmp / METRICS_FILE)
-    checkpoints.remove()
+    if world.main:
+        with atomic_dir(o.out, force=o.force) as tmp:
+            model.save_pretrained(tmp, safe_serialization=True)
+            write_json(tmp / "edgecomp.json", meta)
+            shutil.copy2(checkpoints.folder / METRICS_FILE, tmp / METRICS_FILE)
+        checkpoints.remove()
+    world.sum(0)  # the adapter is written before any rank returns
     return meta

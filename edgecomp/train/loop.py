@@ -25,8 +25,9 @@ from typing import Callable, Iterator
 
 from ..console import console
 from ..data.examples import IGNORE
+from . import distributed
 from .checkpoint import Checkpoints, TrainingInterrupted
-from .loss import causal_lm_loss
+from .loss import causal_lm_loss, labelled_tokens
 from .metrics_log import MetricsLog, peak_memory
 
 
@@ -142,7 +143,9 @@ def train_loop(
     if resume_from is not None:
         stats = LoopStats(**checkpoints.restore(resume_from, model, optimizer, scheduler))
         console.print(f"[bold]resuming[/] at step {stats.steps}/{steps} from {resume_from}")
-    metrics = MetricsLog(metrics_file, stats.steps) if metrics_file is not None else None
+    world = distributed.world(device)
+    distributed.check_split(batch_size, world.size)
+    metrics = MetricsLog(metrics_file, stats.steps) if metrics_file is not None and world.main else None
     batches = micro_batches(len(examples), batch_size, seed, start=stats.steps * grad_accum)
     model.train()
     columns = [
@@ -156,16 +159,25 @@ def train_loop(
     ]
     start = time.perf_counter() - stats.seconds
     interrupt = deferred_interrupt() if checkpoints is not None else contextlib.nullcontext(lambda: False)
-    with interrupt as interrupted, Progress(*columns, console=console) as bar:
+    with interrupt as interrupted, Progress(*columns, console=console, disable=not world.main) as bar:
         task = bar.add_task(description, total=steps, completed=stats.steps, loss="-", tps="-")
         while stats.steps < steps:
             step_loss = 0.0
             for _ in range(grad_accum):
-                batch = collate([examples[i] for i in next(batches)], pad_id, device)
-                loss = causal_lm_loss(model, batch)
-                (loss / grad_accum).backward()
-                step_loss += loss.item() / grad_accum
-                stats.tokens += int(batch["attention_mask"].sum())
+                mine = world.share(next(batches))
+                batch = collate([examples[i] for i in mine], pad_id, device) if mine else None
+                labelled = world.sum(labelled_tokens(batch["labels"]) if batch else 0)
+                if batch is not None and labelled_tokens(batch["labels"]):
+                    loss = causal_lm_loss(model, batch, normalizer=int(labelled))
+                    (loss / grad_accum).backward()
+                    step_loss += loss.item() / grad_accum
+                stats.tokens += int(world.sum(int(batch["attention_mask"].sum()) if batch else 0))
+            if world.size > 1:
+                step_loss = world.sum(step_loss)
+                for p in params:
+                    if p.grad is None:
+                        p.grad = torch.zeros_like(p)
+                    world.sum(p.grad)
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             lr_now = scheduler.get_last_lr()[0]
             optimizer.step()
@@ -187,17 +199,23 @@ def train_loop(
                         **peak_memory(device),
                     }
                 )
-            if not console.is_terminal and (stats.steps % max(1, steps // 10) == 0 or stats.steps == steps):
+            if (
+                world.main
+                and not console.is_terminal
+                and (stats.steps % max(1, steps // 10) == 0 or stats.steps == steps)
+            ):
                 console.print(
                     f"{description}: step {stats.steps}/{steps}, loss {step_loss:.3f}, "
                     f"{stats.tokens_per_s:.0f} tok/s, {stats.seconds:.0f} s",
                     highlight=False,
                 )
             if checkpoints is not None and stats.steps < steps and (interrupted() or checkpoints.due(stats.steps)):
-                saved = checkpoints.save(model, optimizer, scheduler, stats, device)
+                if world.main:
+                    checkpoints.save(model, optimizer, scheduler, stats, device)
+                world.sum(0)  # the others wait for the checkpoint
                 if interrupted():
                     raise TrainingInterrupted(
-                        f"interrupted at step {stats.steps}/{steps}; checkpoint saved in {saved.parent}; "
+                        f"interrupted at step {stats.steps}/{steps}; checkpoint saved in {checkpoints.folder}; "
                         "resume with the same command plus --resume"
                     )
     return stats

@@ -39,9 +39,8 @@ def _function():
         gradient for ``hidden`` computed in the forward pass chunk by chunk; ``weight`` is frozen."""
 
         @staticmethod
-        def forward(ctx, hidden, weight, targets, chunk: int, softcap):
+        def forward(ctx, hidden, weight, targets, chunk: int, softcap, count):
             valid = targets != IGNORE
-            count = valid.sum().clamp(min=1)
             total = torch.zeros((), dtype=torch.float32, device=hidden.device)
             grad = torch.empty_like(hidden)
             for start in range(0, hidden.shape[0], chunk):
@@ -68,15 +67,21 @@ def _function():
         @staticmethod
         def backward(ctx, grad_output):
             (grad,) = ctx.saved_tensors
-            return grad * grad_output.to(grad.dtype), None, None, None, None
+            return grad * grad_output.to(grad.dtype), None, None, None, None, None
 
     return _ChunkedHeadLoss
 
 
-def causal_lm_loss(model, batch: dict, chunk: int = CHUNK):
-    """Mean next-token cross-entropy over labelled tokens: hidden states at the positions before
-    a label, then the frozen head's logits and loss ``chunk`` rows at a time (the model's own
-    forward with ``logits_to_keep`` where the head is trained)."""
+def labelled_tokens(labels) -> int:
+    """How many tokens of a batch carry a loss (a label after the first position)."""
+    return int((labels[:, 1:] != IGNORE).sum())
+
+
+def causal_lm_loss(model, batch: dict, chunk: int = CHUNK, normalizer: int | None = None):
+    """Next-token cross-entropy summed over labelled tokens and divided by ``normalizer`` (default:
+    their count, the mean; data-parallel ranks pass the global batch's): hidden states at the
+    positions before a label, then the frozen head's logits and loss ``chunk`` rows at a time (the
+    model's own forward with ``logits_to_keep`` where the head is trained)."""
     import torch
 
     labels = batch["labels"]
@@ -84,16 +89,18 @@ def causal_lm_loss(model, batch: dict, chunk: int = CHUNK):
     if positions.numel() == 0:
         raise ValueError("a batch with no labelled token has no loss")
     targets = labels[:, positions + 1].reshape(-1)
+    count = normalizer if normalizer is not None else labelled_tokens(labels)
     inner = model.get_base_model() if hasattr(model, "get_base_model") else model
     head = inner.get_output_embeddings()
     if head.weight.requires_grad or getattr(head, "bias", None) is not None:
         logits = model(
             input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], logits_to_keep=positions
         ).logits
-        return torch.nn.functional.cross_entropy(
-            logits.float().reshape(-1, logits.shape[-1]), targets, ignore_index=IGNORE
+        total = torch.nn.functional.cross_entropy(
+            logits.float().reshape(-1, logits.shape[-1]), targets, ignore_index=IGNORE, reduction="sum"
         )
+        return total / max(1, count)
     hidden = inner.get_decoder()(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
     states = hidden.last_hidden_state[:, positions].reshape(-1, head.weight.shape[1])
     softcap = getattr(inner.config, "final_logit_softcapping", None)
-    return _function().apply(states, head.weight, targets, chunk, softcap)
+    return _function().apply(states, head.weight, targets, chunk, softcap, max(1, count))
