@@ -145,7 +145,7 @@ def assert_checkpoints_whole(folder: Path) -> None:
     if not folder.exists():
         return
     for entry in folder.iterdir():
-        assert entry.name.startswith((".", "step-")), entry
+        assert entry.name.startswith((".", "step-")) or entry.name == "metrics.jsonl", entry
         if entry.name.startswith("step-"):
             assert json.loads((entry / "state.json").read_text())["stats"]["steps"] == int(entry.name[5:])
             for name in ("adapter", "optimizer", "rng"):
@@ -335,7 +335,7 @@ def test_disk_full_in_a_rust_writer_while_saving_a_checkpoint(
     options = TrainOptions(base=str(tiny_llama_dir), data=mono_file, out=out, save_every=2, **{**TRAIN, "steps": 4})
     with pytest.raises(EdgecompError, match=f"disk full while writing {checkpoint_folder(out) / 'step-000002'}"):
         train_adapter(options)
-    assert not out.exists() and list(checkpoint_folder(out).iterdir()) == []
+    assert not out.exists() and not checkpoint_folder(out).exists()  # no checkpoint: no folder (metrics alone)
 
 
 def test_disk_full_while_exporting(one_thread, tiny_llama_dir, tmp_path, monkeypatch):

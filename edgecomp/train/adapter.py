@@ -25,7 +25,7 @@ from ..data.tokenizer import encoder
 from ..errors import EdgecompError
 from ..fsutil import atomic_dir, check_output_dir, sha256_file, write_json
 from . import distributed
-from .checkpoint import Checkpoints, check_start
+from .checkpoint import Checkpoints, check_start, latest_checkpoint
 from .metrics_log import FILE as METRICS_FILE
 
 KINDS = ("language", "task")
@@ -128,6 +128,12 @@ def _fingerprint(o: TrainOptions, **resolved) -> dict:
     return {k: v for k, v in asdict(o).items() if k not in _FREE_ON_RESUME} | resolved
 
 
+def _drop_metrics_only(checkpoints: Checkpoints, world) -> None:
+    """After a failure: a checkpoint folder with metrics but no checkpoint resumes nothing; remove it."""
+    if world.main and latest_checkpoint(checkpoints.folder) is None:
+        checkpoints.remove()
+
+
 def train_adapter(o: TrainOptions) -> dict:
     """Train and write the adapter folder ``o.out`` atomically; return its ``edgecomp.json``."""
     _validate(o)
@@ -178,21 +184,25 @@ def train_adapter(o: TrainOptions) -> dict:
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
     torch.manual_seed(o.seed)
     model = get_peft_model(model, lora_config(model, o.rank, o.alpha, o.dropout))
-    stats = train_loop(
-        model,
-        examples,
-        steps=steps,
-        batch_size=o.batch_size,
-        grad_accum=o.grad_accum,
-        lr=o.lr,
-        seed=o.seed,
-        pad_id=pad_id if pad_id is not None else 0,
-        device=device,
-        description=f"{o.kind} adapter ({o.lang})",
-        checkpoints=checkpoints,
-        resume_from=resume_from,
-        metrics_file=checkpoints.folder / METRICS_FILE,
-    )
+    try:
+        stats = train_loop(
+            model,
+            examples,
+            steps=steps,
+            batch_size=o.batch_size,
+            grad_accum=o.grad_accum,
+            lr=o.lr,
+            seed=o.seed,
+            pad_id=pad_id if pad_id is not None else 0,
+            device=device,
+            description=f"{o.kind} adapter ({o.lang})",
+            checkpoints=checkpoints,
+            resume_from=resume_from,
+            metrics_file=checkpoints.folder / METRICS_FILE,
+        )
+    except BaseException:
+        _drop_metrics_only(checkpoints, world)
+        raise
     meta = {
         "format": "edgecomp-adapter/1",
         "edgecomp_version": __version__,
@@ -216,10 +226,14 @@ def train_adapter(o: TrainOptions) -> dict:
         "processes": world.size,
     }
     if world.main:
-        with atomic_dir(o.out, force=o.force) as tmp:
-            model.save_pretrained(tmp, safe_serialization=True)
-            write_json(tmp / "edgecomp.json", meta)
-            shutil.copy2(checkpoints.folder / METRICS_FILE, tmp / METRICS_FILE)
+        try:
+            with atomic_dir(o.out, force=o.force) as tmp:
+                model.save_pretrained(tmp, safe_serialization=True)
+                write_json(tmp / "edgecomp.json", meta)
+                shutil.copy2(checkpoints.folder / METRICS_FILE, tmp / METRICS_FILE)
+        except BaseException:
+            _drop_metrics_only(checkpoints, world)
+            raise
         checkpoints.remove()
     world.sum(0)  # the adapter is written before any rank returns
     return meta

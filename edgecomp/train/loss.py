@@ -19,8 +19,9 @@ from __future__ import annotations
 
 from ..data.examples import IGNORE
 
-# Rows of logits made at once: 1,024 × 262,144 fp32 logits are 1 GiB.
-CHUNK = 1024
+# Rows of logits made at once: 256 × 262,144 fp32 logits are 256 MiB (the size is chosen in
+# benchmarks/TRAINING.md).
+CHUNK = 256
 
 
 def label_positions(labels):

@@ -9,9 +9,10 @@ the end; a resumed run keeps the lines up to the step it resumes from and append
 
 from __future__ import annotations
 
-import json
 import resource
 from pathlib import Path
+
+from ..fsutil import append_jsonl, atomic_write_text, read_jsonl_prefix
 
 FILE = "metrics.jsonl"
 
@@ -32,16 +33,10 @@ class MetricsLog:
     def __init__(self, path: Path, resumed_step: int = 0):
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
-        kept = []
-        if resumed_step and path.is_file():
-            for line in path.read_text(encoding="utf-8").splitlines():
-                try:
-                    if json.loads(line)["step"] <= resumed_step:
-                        kept.append(line)
-                except (ValueError, KeyError, TypeError):
-                    break  # a line cut by the interruption: what follows is not trusted
-        path.write_text("".join(f"{line}\n" for line in kept), encoding="utf-8")
+        if resumed_step:  # the whole lines up to that step; a torn line and the steps redone go
+            read_jsonl_prefix(path, lambda row: isinstance(row.get("step"), int) and row["step"] <= resumed_step)
+        else:
+            atomic_write_text(path, "")
 
     def write(self, row: dict) -> None:
-        with self.path.open("a", encoding="utf-8") as f:
-            f.write(json.dumps(row) + "\n")
+        append_jsonl(self.path, [row])
