@@ -54,10 +54,9 @@ def test_two_processes_train_the_single_process_adapter(tiny_llama_dir, mono_fil
     assert sorted(p.name for p in tmp_path.iterdir()) == ["one", "two"]  # no checkpoint left behind
 
 
-@pytest.mark.skipif(not EDGECOMP.is_file(), reason="the edgecomp console script is not installed in this venv")
-def test_a_batch_that_does_not_split_is_refused(tiny_llama_dir, mono_file, tmp_path):
-    run = _torchrun(_args(tiny_llama_dir, mono_file, tmp_path / "odd", batch_size=3), tmp_path)
-    assert run.returncode != 0
-    assert "edgecomp: error: --batch-size 3 does not split across 2 processes" in run.stderr
-    assert "edgecomp/train" not in run.stderr  # one line from each process (torchrun adds its own report)
-    assert not (tmp_path / "odd").exists()
+def test_a_batch_that_does_not_split_is_refused_before_work(tiny_llama_dir, mono_file, tmp_path, monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "2")  # as torchrun sets it; the check comes before the process group
+    result = CliRunner().invoke(app, _args(tiny_llama_dir, mono_file, tmp_path / "odd", batch_size=3))
+    assert result.exit_code != 0
+    assert "edgecomp: error: --batch-size 3 does not split across 2 processes" in result.output
+    assert list(tmp_path.iterdir()) == []
