@@ -1,7 +1,8 @@
 """Language-adapter training on CPU with three losses: transformers' full loss (``model(...,
 labels=...).loss``, what a plain PEFT script computes), the head only at labelled positions
 (``logits_to_keep``; every position for a language adapter), and edgecomp's chunked frozen-head loss
-(:mod:`edgecomp.train.loss`), with chunks of 1,024 rows and of 256 (the default).
+(:mod:`edgecomp.train.loss`), with chunks of 1,024 rows and of 256 (the default), and the last with
+gradient checkpointing (``train --gradient-checkpointing``).
 
 Real base, real monolingual text in blocks of ``--seq-len`` tokens, the same LoRA (rank 8, every
 block linear), batches and seed for each loss; each loss runs in its own process so its peak
@@ -21,7 +22,7 @@ import sys
 import time
 from pathlib import Path
 
-LOSSES = ("full", "logits_to_keep", "chunked", "chunked-256")
+LOSSES = ("full", "logits_to_keep", "chunked", "chunked-256", "chunked-256-checkpointed")
 
 
 def run(loss: str, args) -> dict:
@@ -42,6 +43,8 @@ def run(loss: str, args) -> dict:
     encode = encoder(load_tokenizer(base.path))
     blocks = language_blocks(read_lines(args.data), encode, 2, 1, args.seq_len)
     model = load_causal_lm(base.path, qlora=False, device="cpu")
+    if loss.endswith("-checkpointed"):
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     torch.manual_seed(0)
     model = get_peft_model(model, lora_config(model, 8, 16.0, 0.0))
     model.train()
@@ -58,7 +61,7 @@ def run(loss: str, args) -> dict:
         "logits_to_keep": keep,
         "chunked": lambda b: causal_lm_loss(model, b, chunk=1024),
         "chunked-256": lambda b: causal_lm_loss(model, b, chunk=256),
-    }[loss]
+    }[loss.removesuffix("-checkpointed")]
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=2e-4)
     losses, tokens, seconds = [], 0, 0.0
     for step in range(args.steps + 1):

@@ -79,6 +79,11 @@ def train(
     qlora: bool = typer.Option(
         False, "--qlora", help="Load the base in 4-bit NF4 (bitsandbytes, double quantization)."
     ),
+    gradient_checkpointing: bool = typer.Option(
+        False,
+        "--gradient-checkpointing",
+        help="Recompute each decoder block's activations during backward: less memory, more time; same adapter.",
+    ),
     steps: Optional[int] = typer.Option(None, help="Optimizer steps (overrides --epochs)."),
     epochs: float = typer.Option(1.0, help="Passes over the data when --steps is not given."),
     rank: int = typer.Option(8, help="LoRA rank."),
@@ -129,6 +134,7 @@ def train(
         out=out,
         base=base,
         qlora=qlora,
+        gradient_checkpointing=gradient_checkpointing,
         steps=steps,
         epochs=epochs,
         rank=rank,

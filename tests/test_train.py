@@ -77,6 +77,26 @@ def test_same_seed_same_adapter(tiny_llama_dir, mono_file, tmp_path):
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_gradient_checkpointing_trains_the_same_adapter(tiny_base, mono_file, tmp_path, monkeypatch):
+    """Recomputing the blocks' activations in backward changes memory and time, not the result."""
+    import transformers.modeling_utils as modeling_utils
+    from safetensors.torch import load_file
+
+    calls = []
+    checkpoint = modeling_utils.checkpoint
+    monkeypatch.setattr(modeling_utils, "checkpoint", lambda *a, **k: calls.append(1) or checkpoint(*a, **k))
+    for name, checkpointing in (("plain", False), ("checkpointed", True)):
+        train_adapter(
+            options(tiny_base, mono_file, tmp_path / name, steps=3, dropout=0.0, gradient_checkpointing=checkpointing)
+        )
+        assert bool(calls) == checkpointing  # the blocks went through torch's checkpoint exactly when asked
+    a = load_file(str(tmp_path / "plain" / "adapter_model.safetensors"))
+    b = load_file(str(tmp_path / "checkpointed" / "adapter_model.safetensors"))
+    assert a.keys() == b.keys()
+    for key in a:
+        torch.testing.assert_close(b[key], a[key], atol=1e-6, rtol=1e-5, msg=key)
+
+
 @pytest.mark.parametrize(
     "change, message",
     [

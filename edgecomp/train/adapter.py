@@ -39,6 +39,7 @@ class TrainOptions:
     out: Path
     base: str | None = None
     qlora: bool = False
+    gradient_checkpointing: bool = False  # recompute each block's activations in backward: less memory, more time
     steps: int | None = None
     epochs: float = 1.0
     rank: int = 8
@@ -71,6 +72,7 @@ _FREE_ON_RESUME = (
     "allow_pickle",
     "trust_remote_code",
     "device",
+    "gradient_checkpointing",
     "base",
     "steps",
     "epochs",
@@ -182,6 +184,8 @@ def train_adapter(o: TrainOptions) -> dict:
 
     if o.qlora:
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+    if o.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     torch.manual_seed(o.seed)
     model = get_peft_model(model, lora_config(model, o.rank, o.alpha, o.dropout))
     try:
