@@ -166,8 +166,9 @@ def train_loop(
             for _ in range(grad_accum):
                 mine = world.share(next(batches))
                 batch = collate([examples[i] for i in mine], pad_id, device) if mine else None
-                labelled = world.sum(labelled_tokens(batch["labels"]) if batch else 0)
-                if batch is not None and labelled_tokens(batch["labels"]):
+                local = labelled_tokens(batch["labels"]) if batch else 0
+                labelled = world.sum(local)
+                if local:
                     loss = causal_lm_loss(model, batch, normalizer=int(labelled))
                     (loss / grad_accum).backward()
                     step_loss += loss.item() / grad_accum

@@ -17,6 +17,8 @@ before the next, so at most ``chunk`` rows of logits exist at once. Final-logit 
 
 from __future__ import annotations
 
+import functools
+
 from ..data.examples import IGNORE
 
 # Rows of logits made at once: 256 × 262,144 fp32 logits are 256 MiB (the size is chosen in
@@ -32,7 +34,9 @@ def label_positions(labels):
     return torch.nonzero(needed, as_tuple=False).flatten()
 
 
+@functools.cache
 def _function():
+    """The autograd Function, made once (torch is imported on first use, not with this module)."""
     import torch
 
     class _ChunkedHeadLoss(torch.autograd.Function):
