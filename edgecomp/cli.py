@@ -22,6 +22,7 @@ from .data.prompts import DEFAULT_PROMPT
 from .errors import EdgecompError
 from .export.quantization.schemes import CALIBRATION, choices_help, option_help
 from .models.families import FAMILIES
+from .options import check_values, checked, parse_grid
 
 app = typer.Typer(
     help="Summarization for low-resource languages: train QLoRA adapters, compose them, "
@@ -70,6 +71,7 @@ BASE_HELP = "Base model: 'gemma-3-270m' (embedded default), a checkpoint folder,
 
 
 @app.command()
+@checked("train")
 def train(
     kind: str = typer.Option(..., help="'language' (causal LM on unlabeled text) or 'task' (summaries)."),
     lang: str = typer.Option(..., help="ISO 639 code of the data's language, e.g. en, sw, hi."),
@@ -117,6 +119,12 @@ def train(
     resume: bool = typer.Option(
         False, "--resume", help="Continue an interrupted run from OUT.checkpoint/ (same options and data)."
     ),
+    report_to: str = typer.Option(
+        "none",
+        "--report-to",
+        help="Also log the per-step metrics of OUT/metrics.jsonl to 'tensorboard' (OUT/runs; "
+        "pip install 'edgecomp[tensorboard]'), or 'none'.",
+    ),
     allow_pickle: bool = ALLOW_PICKLE,
     trust_remote_code: bool = TRUST_REMOTE_CODE,
     force: bool = typer.Option(False, "--force", help="Replace an existing output folder (and start over)."),
@@ -150,6 +158,7 @@ def train(
         device=device,
         save_every=save_every,
         resume=resume,
+        report_to=report_to,
         allow_pickle=allow_pickle,
         trust_remote_code=trust_remote_code,
         force=force,
@@ -217,6 +226,7 @@ def _resolve(
     from .compose.spec import load_spec_file, resolve_spec
 
     raw, root = load_spec_file(spec) if spec else ({}, Path.cwd())
+    check_values("compose", raw, str(spec), known_only=True, paths=False)
     flags = {
         "method": method,
         "density": density,
@@ -244,17 +254,8 @@ def _resolve(
     return resolved, raw.get("target")
 
 
-def _grid(text: str) -> list[float]:
-    try:
-        values = sorted({float(x) for x in text.split(",") if x.strip()})
-    except ValueError:
-        raise EdgecompError(f"--lambda-grid must be numbers separated by commas, not '{text}'") from None
-    if len(values) < 2:
-        raise EdgecompError("--lambda-grid needs at least two values")
-    return values
-
-
 @app.command()
+@checked("compose")
 def compose(
     out: Path = typer.Option(..., help="Output adapter folder (standard PEFT LoRA + edgecomp.json)."),
     adapter: List[str] = ADAPTER,
@@ -306,7 +307,7 @@ def compose(
                 raise EdgecompError("--auto-lambda needs a target-language composition (--library and --target)")
             lam = pick_lambda(
                 lambda x: _resolve(*args, x, x, False)[0],
-                _grid(lambda_grid),
+                parse_grid(lambda_grid),
                 auto_lambda,
                 lang,
                 quantize=quantize,
@@ -331,6 +332,7 @@ def compose(
 
 
 @app.command("merge-export")
+@checked("merge-export")
 def merge_export(
     out: Path = typer.Option(..., help="Output export folder."),
     adapter: List[str] = ADAPTER,
@@ -457,6 +459,7 @@ app.add_typer(adapters_app, name="adapters")
 
 
 @adapters_app.command("list")
+@checked("adapters list")
 def adapters_list(
     folder: Path = typer.Argument(..., help="A folder of adapters (searched recursively)."),
     as_json: bool = typer.Option(False, "--json", help="Print rows as JSON."),
@@ -474,6 +477,7 @@ def adapters_list(
 
 
 @adapters_app.command("pack")
+@checked("adapters pack")
 def adapters_pack(
     adapter: Path = typer.Argument(..., help="A trained adapter folder."),
     out: Path = typer.Argument(..., help="Output adapter folder (PEFT format + edgecomp.json)."),
@@ -503,6 +507,7 @@ def _read_input(file: str) -> str:
 
 
 @app.command()
+@checked("summarize")
 def summarize(
     files: Optional[List[str]] = typer.Argument(
         None, help="UTF-8 text files or folders (their .txt/.md files) to summarize, or - for stdin."
@@ -702,9 +707,6 @@ def _summarize_batch(
     decoding = Decoding(**decoding)
     if "-" in files:
         raise EdgecompError("stdin (-) is for one document; give files, a folder or --input")
-    sources = [input_jsonl] if input_jsonl is not None else [Path(f) for f in files]
-    if output is not None and any(output.resolve() == Path(s).resolve() for s in sources):
-        raise EdgecompError(f"--output {output} is one of the inputs; choose another file")
     docs = from_jsonl(input_jsonl, text_field, id_field) if input_jsonl is not None else from_paths(files)
     if model is None:
         router = _router(choosing, provider, threads)
@@ -771,6 +773,7 @@ def _comparison_table(result: dict):
 
 
 @app.command("eval")
+@checked("eval")
 def evaluate(
     model: Optional[Path] = typer.Option(
         None,
@@ -845,6 +848,7 @@ def evaluate(
 
 
 @app.command()
+@checked("run")
 def run(
     recipe: Path = typer.Argument(..., help="A YAML recipe, e.g. recipes/demo.yaml."),
     root: Optional[Path] = typer.Option(

@@ -19,8 +19,10 @@ from pathlib import Path
 from .console import console
 from .data.yamlfile import check_keys, read_yaml_mapping
 from .errors import EdgecompError
+from .options import check_values
 
 STEPS = ("train", "pack", "compose", "merge-export", "summarize", "eval", "experiment", "report")
+_COMMANDS = {"pack": "adapters pack"}  # a step's values are checked by the rules of this command
 RECIPE_KEYS = {"base", "workdir", "force", "steps"}
 
 
@@ -61,6 +63,7 @@ def _check(o: dict, step: str, callee, *, own=(), passed=()) -> None:
         if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
     }
     check_keys(o, (takes - set(passed)) | set(own), f"{step} step")
+    check_values(_COMMANDS.get(step, step), o, f"{step} step", known_only=True, paths=False)
 
 
 def _train(o: dict, spec: dict, here: Path, work: Path, root: Path) -> str:

@@ -122,4 +122,4 @@ def test_cli_decode_json_and_errors(export_dir, tmp_path):
     missing = runner.invoke(_cli(), ["bench", "decode", "--model", str(tmp_path)])
     assert missing.exit_code == 2 and "not an edgecomp export" in missing.output
     tpu = runner.invoke(_cli(), [*args, "--provider", "tpu"])
-    assert tpu.exit_code == 2 and "unknown provider" in tpu.output
+    assert tpu.exit_code == 2 and "--provider 'tpu' is not allowed: one of cpu, cuda" in tpu.output

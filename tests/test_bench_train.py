@@ -41,10 +41,10 @@ def test_edgecomp_and_hf_trainer_follow_the_same_loss_curve(tiny_llama_dir, rand
 @pytest.mark.parametrize(
     "args,message",
     [
-        (["--steps", "0"], "--steps must be at least 1"),
-        (["--kind", "chat"], "--kind must be one of language, task, not 'chat'"),
+        (["--steps", "0"], "--steps 0 is not allowed: an integer from 1 to"),
+        (["--kind", "chat"], "--kind 'chat' is not allowed: one of language, task"),
         (["--random-config", "missing.json"], "--random-config missing.json: no such file"),
-        (["--memory-cap-gb", "-1"], "--memory-cap-gb must be more than 0"),
+        (["--memory-cap-gb", "-1"], "--memory-cap-gb -1.0 is not allowed: a finite number in (0, 10000]"),
         (["--device", "cpu", "--memory-cap-gb", "8"], "--memory-cap-gb limits GPU memory; this run is on the CPU"),
     ],
 )

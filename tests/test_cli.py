@@ -154,8 +154,13 @@ def test_recipes_stay_inside_their_folder(tmp_path, pairs_file):
 
 
 def test_merge_export_refusals(pipeline, tmp_path):
+    (tmp_path / "empty").mkdir()
     assert_one_line_error(
-        cli("merge-export", "--adapter", f"{tmp_path}:1", "--out", tmp_path / "x"), "not an adapter folder"
+        cli("merge-export", "--adapter", f"{tmp_path / 'empty'}:1", "--out", tmp_path / "x"), "not an adapter folder"
+    )
+    assert_one_line_error(
+        cli("merge-export", "--adapter", f"{pipeline / 'task-en'}:1", "--out", pipeline / "task-en" / "x"),
+        "is inside the input folder",
     )
     assert_one_line_error(
         cli("merge-export", "--adapter", f"{pipeline / 'task-en'}:one", "--out", tmp_path / "x"), "is not a number"
@@ -208,7 +213,8 @@ def test_merge_export_graph_and_calibration_options(tiny_llama_dir, tmp_path):
     assert quantization["weights"]["gptq_matmuls"] > 0
     assert "tuning needs more than" in quantization["tune"]  # too little text: skipped, not failed
     assert_one_line_error(
-        cli("merge-export", "--base", tiny_llama_dir, "--graph", "tvm", "--out", tmp_path / "x"), "unknown graph 'tvm'"
+        cli("merge-export", "--base", tiny_llama_dir, "--graph", "tvm", "--out", tmp_path / "x"),
+        "--graph 'tvm' is not allowed: one of auto, edgecomp, optimum",
     )
     assert_one_line_error(
         cli(
@@ -228,7 +234,7 @@ def test_merge_export_graph_and_calibration_options(tiny_llama_dir, tmp_path):
             "--out",
             tmp_path / "x",
         ),
-        "--eight-bit-layers takes layer indices",
+        "--eight-bit-layers '0,last' is not allowed: 'none' or layer indices",
     )
     assert_one_line_error(
         cli(

@@ -284,7 +284,7 @@ def test_compose_auto_lambda_command(tiny_library, tiny_llama_dir, tmp_path):
         capture_output=True,
         text=True,
     )
-    assert bad.returncode == 2 and bad.stderr.startswith("edgecomp: error: --lambda-grid needs at least two")
+    assert bad.returncode == 2 and bad.stderr.startswith("edgecomp: error: --lambda-grid '2': needs at least two")
 
 
 def test_report_tables_a_variant(tiny_library, tiny_llama_dir, tmp_path):

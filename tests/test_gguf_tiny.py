@@ -192,5 +192,5 @@ def test_gguf_lora_needs_a_gguf_born_base(tiny_base, tmp_path):
     refused = runner.invoke(app, [*args, "--format", "gguf-lora", "--out", str(tmp_path / "a")])
     assert refused.exit_code != 0 and "--format gguf-lora needs a base converted from a GGUF" in refused.output
     unknown = runner.invoke(app, [*args, "--format", "ggml", "--out", str(tmp_path / "b")])
-    assert unknown.exit_code != 0 and "unknown --format 'ggml'; choose one of peft, gguf-lora" in unknown.output
+    assert unknown.exit_code != 0 and "--format 'ggml' is not allowed: one of peft, gguf-lora" in unknown.output
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()

@@ -32,13 +32,14 @@ RUNTIME_FORBIDDEN = (
 
 # The layers, lowest first: a module may import its own layer and those below, never one above.
 LAYERS = (
-    ("errors", "console", "fsutil", "hashes", "model_folder", "metrics", "logit_metrics"),
+    ("errors", "console", "fsutil", "hashes", "model_folder", "metrics", "logit_metrics", "finite"),
     ("models",),
     ("data",),
     ("runtime",),
     ("compose",),
     ("train", "export"),
     ("library",),
+    ("options",),
     ("eval", "bench"),
     ("recipes",),
     ("cli",),

@@ -166,3 +166,20 @@ def test_micro_batches_resume_mid_stream(n, batch_size):
             list(itertools.islice(micro_batches(n, batch_size, seed=3, start=start), len(whole) - start))
             == whole[start:]
         )
+
+
+def test_resumed_tensorboard_log_holds_each_step_once(tiny_llama_dir, mono_file, tmp_path, monkeypatch):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    out = tmp_path / "adapter"
+    stop_during_step(monkeypatch, 5, "crash")
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        train_adapter(options(tiny_llama_dir, mono_file, out, report_to="tensorboard"))
+    monkeypatch.undo()
+    train_adapter(options(tiny_llama_dir, mono_file, out, report_to="tensorboard", resume=True))
+    events = EventAccumulator(str(out / "runs"))
+    events.Reload()
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    logged = events.Scalars("train/loss")
+    assert [e.step for e in logged] == list(range(1, STEPS + 1))  # step 4, redone, purged from the first file
+    assert [e.value for e in logged] == pytest.approx([r["loss"] for r in rows], rel=1e-6)

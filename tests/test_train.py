@@ -9,6 +9,7 @@ from peft import PeftModel
 from transformers import AutoModelForCausalLM
 
 from edgecomp.errors import EdgecompError
+from edgecomp.options import check_values
 from edgecomp.train.adapter import TrainOptions, train_adapter
 
 
@@ -67,11 +68,19 @@ def test_task_adapter_full_precision(tiny_llama_dir, pairs_file, tmp_path):
     assert meta["final_loss"] < meta["first_loss"]
 
 
-def test_same_seed_same_adapter(tiny_llama_dir, mono_file, tmp_path):
+def test_same_seed_same_adapter_the_second_from_cached_tokens(tiny_llama_dir, mono_file, tmp_path, monkeypatch):
     from safetensors.torch import load_file
 
+    from edgecomp.train import adapter
+
+    monkeypatch.setenv("EDGECOMP_HOME", str(tmp_path / "home"))
+    genuine, builds = adapter.build_examples, []
+    monkeypatch.setattr(adapter, "build_examples", lambda *a: builds.append(1) or genuine(*a))
     for name in ("a", "b"):
         train_adapter(options(tiny_llama_dir, mono_file, tmp_path / name, steps=3))
+    assert len(builds) == 1  # the second run read the tokens from the cache
+    train_adapter(options(tiny_llama_dir, mono_file, tmp_path / "c", steps=3, seq_len=24))
+    assert len(builds) == 2  # another sequence length is another entry
     a = load_file(str(tmp_path / "a" / "adapter_model.safetensors"))
     b = load_file(str(tmp_path / "b" / "adapter_model.safetensors"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
@@ -100,16 +109,59 @@ def test_gradient_checkpointing_trains_the_same_adapter(tiny_base, mono_file, tm
 @pytest.mark.parametrize(
     "change, message",
     [
-        (dict(kind="style"), "--kind must be one of"),
-        (dict(lang="swahili"), "unknown language code 'swahili'"),
-        (dict(lang="qq"), "unknown language code 'qq'"),
-        (dict(seq_len=8), "--seq-len must be at least 16"),
-        (dict(steps=0), "--steps must be at least 1"),
+        (["--kind", "style"], "--kind 'style' is not allowed: one of language, task"),
+        (["--lang", "swahili"], "--lang 'swahili': unknown language code 'swahili'"),
+        (["--lang", "qq"], "unknown language code 'qq'"),
+        (["--seq-len", "8"], "--seq-len 8 is not allowed: an integer from 16 to"),
+        (["--steps", "0"], "--steps 0 is not allowed: an integer from 1 to"),
+        (["--lr", "nan"], "--lr nan is not allowed: a finite number in (0, 1]"),
+        (["--dropout", "1"], "--dropout 1.0 is not allowed: a finite number in [0, 1)"),
+        (["--report-to", "wandb"], "--report-to 'wandb' is not allowed: one of none, tensorboard"),
     ],
 )
 def test_bad_options_are_refused_before_any_work(tiny_llama_dir, mono_file, tmp_path, change, message):
-    with pytest.raises(EdgecompError, match=message):
-        train_adapter(options(tiny_llama_dir, mono_file, tmp_path / "x", **change))
+    from typer.testing import CliRunner
+
+    from edgecomp.cli import app
+
+    args = ["train", "--kind", "language", "--lang", "sw", "--data", mono_file, "--out", tmp_path / "x",
+            "--base", tiny_llama_dir, "--steps", "2", *change]  # fmt: skip
+    result = CliRunner().invoke(app, [str(a) for a in args])
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith("edgecomp: error: ") and message in result.stderr, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert not (tmp_path / "x").exists()
+
+
+def test_options_shared_by_the_python_api_are_checked_there(tiny_llama_dir, mono_file, tmp_path):
+    with pytest.raises(EdgecompError, match="unknown language code 'qq'"):
+        train_adapter(options(tiny_llama_dir, mono_file, tmp_path / "x", lang="qq"))
+    assert not (tmp_path / "x").exists()
+
+
+def test_tensorboard_gets_the_metrics_of_metrics_jsonl(tiny_llama_dir, mono_file, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    out = tmp_path / "adapter"
+    train_adapter(options(tiny_llama_dir, mono_file, out, steps=3, report_to="tensorboard"))
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    events = EventAccumulator(str(out / "runs"))
+    events.Reload()
+    logged = events.Scalars("train/loss")
+    assert [e.step for e in logged] == [r["step"] for r in rows] == [1, 2, 3]
+    assert [e.value for e in logged] == pytest.approx([r["loss"] for r in rows], rel=1e-6)
+    assert {"train/lr", "train/tokens_per_s", "train/peak_rss_mb"} <= set(events.Tags()["scalars"])
+
+
+def test_tensorboard_missing_is_one_line_before_any_work(tiny_llama_dir, mono_file, tmp_path, monkeypatch):
+    import importlib.util
+
+    genuine = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "tensorboard" else genuine(name, *a)
+    )
+    with pytest.raises(EdgecompError, match=r"needs tensorboard: pip install 'edgecomp\[tensorboard\]'"):
+        train_adapter(options(tiny_llama_dir, mono_file, tmp_path / "x", report_to="tensorboard"))
     assert not (tmp_path / "x").exists()
 
 
@@ -125,7 +177,7 @@ def test_existing_output_is_refused_and_kept(tiny_llama_dir, mono_file, tmp_path
 def test_language_adapter_with_sampled_label_positions(tiny_llama_dir, mono_file, tmp_path):
     meta = train_adapter(options(tiny_llama_dir, mono_file, tmp_path / "lang", label_fraction=0.5))
     assert meta["final_loss"] < meta["first_loss"] and meta["options"]["label_fraction"] == 0.5
-    with pytest.raises(EdgecompError, match="label-fraction"):
-        train_adapter(options(tiny_llama_dir, mono_file, tmp_path / "bad", label_fraction=0.0))
+    with pytest.raises(EdgecompError, match=r"--label-fraction 0.0 is not allowed: a finite number in \(0, 1\]"):
+        check_values("train", {"label_fraction": 0.0})  # what `train` and recipe steps check first
     with pytest.raises(EdgecompError, match="for language adapters"):
         train_adapter(options(tiny_llama_dir, mono_file, tmp_path / "task", kind="task", label_fraction=0.5))

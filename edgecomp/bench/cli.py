@@ -16,6 +16,7 @@ from typing import Optional
 import typer
 
 from ..errors import EdgecompError
+from ..options import checked
 from .measure import EngineSpec, measure, ratios
 
 LLAMA_CPP = "llama.cpp"
@@ -220,6 +221,7 @@ def _print(table) -> None:
 
 
 @bench_app.command("decode")
+@checked("bench decode")
 def decode_command(
     model: Path = MODEL,
     prompt_tokens: int = PROMPT_TOKENS,
@@ -252,6 +254,7 @@ def decode_command(
 
 
 @bench_app.command("compare")
+@checked("bench compare")
 def compare_command(
     model: Path = MODEL,
     gguf: Optional[Path] = typer.Option(None, "--gguf", help="GGUF for llama.cpp (default: the embedded default's)."),
@@ -297,6 +300,7 @@ def compare_command(
 
 
 @bench_app.command("train")
+@checked("bench train")
 def train_command(
     kind: str = typer.Option("language", help="language (loss on every token) or task (loss on the summary)."),
     base: Optional[str] = typer.Option(None, "--base", help="Base model (default: the embedded default)."),

@@ -25,7 +25,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ..errors import EdgecompError
-from ..train.adapter import KINDS
 
 TRAINERS = ("edgecomp", "hf-trainer")
 DATA = Path(__file__).resolve().parents[2] / "data" / "demo"
@@ -47,31 +46,19 @@ class TrainBench:
     memory_cap_gb: float | None = None
 
     def check(self) -> None:
-        if self.kind not in KINDS:
-            raise EdgecompError(f"--kind must be one of {', '.join(KINDS)}, not '{self.kind}'")
-        for name in ("seq_len", "batch_size", "steps", "rank"):
-            if getattr(self, name) < 1:
-                raise EdgecompError(f"--{name.replace('_', '-')} must be at least 1")
-        if self.seq_len < 16:
-            raise EdgecompError("--seq-len must be at least 16")
-        if not self.lr > 0:
-            raise EdgecompError("--lr must be more than 0")
+        """What the options decide together (each option's range: ``edgecomp.options``)."""
         if self.random_config is not None:
             from transformers import CONFIG_MAPPING
 
-            if not Path(self.random_config).is_file():
-                raise EdgecompError(f"--random-config {self.random_config}: no such file")
             if _read(self.random_config).get("model_type") not in CONFIG_MAPPING:
                 raise EdgecompError(f"--random-config {self.random_config}: no model_type transformers knows")
-        if self.memory_cap_gb is not None and not self.memory_cap_gb > 0:
-            raise EdgecompError("--memory-cap-gb must be more than 0")
         if self.memory_cap_gb is not None and not self.resolved_device().startswith("cuda"):
             raise EdgecompError("--memory-cap-gb limits GPU memory; this run is on the CPU")
 
     def resolved_device(self) -> str:
-        from ..models.load import default_device
+        from ..models.load import check_device
 
-        return default_device() if self.device == "auto" else self.device
+        return check_device(self.device)
 
 
 def _first_unlabelled(examples):

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import EdgecompError
+from ..finite import check_finite
 
 WEIGHTS = "adapter_model.safetensors"
 CONFIG = "adapter_config.json"
@@ -66,7 +67,7 @@ def _check_config(path: Path, cfg: dict) -> None:
         raise EdgecompError(f"{path}: adapter_config.json has no valid rank 'r'")
 
 
-def _pair_tensors(path: Path, tensors: dict) -> dict:
+def _pair_tensors(path: Path, tensors: dict, rank: int) -> dict:
     pairs: dict = {}
     for key, value in tensors.items():
         if not key.startswith(_PREFIX) or not key.endswith((".lora_A.weight", ".lora_B.weight")):
@@ -80,6 +81,10 @@ def _pair_tensors(path: Path, tensors: dict) -> dict:
         a, b = ab["lora_A"], ab["lora_B"]
         if a.ndim != 2 or b.ndim != 2 or a.shape[0] != b.shape[1]:
             raise EdgecompError(f"{path}: module '{module}' has mismatched A {tuple(a.shape)} / B {tuple(b.shape)}")
+        if a.shape[0] != rank:
+            raise EdgecompError(
+                f"{path}: module '{module}' has rank {a.shape[0]} but {CONFIG} says r={rank} (a damaged file)"
+            )
         weights[module] = (a, b)
     if not weights:
         raise EdgecompError(f"{path}: no LoRA weights found")
@@ -102,6 +107,7 @@ def load_adapter(path: str | Path) -> LoraAdapter:
         tensors = load_file(str(path / WEIGHTS))
     except (SafetensorError, OSError, ValueError) as e:
         raise EdgecompError(f"{path / WEIGHTS}: corrupted safetensors ({e})") from None
+    check_finite(tensors.items(), path / WEIGHTS)
     meta = _read_json(path / META) if (path / META).is_file() else None
     dtypes = sorted({str(t.dtype).removeprefix("torch.") for t in tensors.values()})
-    return LoraAdapter(path, config, _pair_tensors(path, tensors), meta, "/".join(dtypes))
+    return LoraAdapter(path, config, _pair_tensors(path, tensors, config["r"]), meta, "/".join(dtypes))

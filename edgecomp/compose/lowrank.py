@@ -42,6 +42,20 @@ def _truncated_svd(composed: Composed, module: str, rank: int):
     return a, b, error
 
 
+def check_writable(method: str, rank: int | None) -> None:
+    """Refuse, before any work, to write a method's full-rank update as an adapter without ``rank``."""
+    if rank is None and METHODS[method].output == "dense":
+        raise _full_rank()
+
+
+def _full_rank() -> EdgecompError:
+    dense = ", ".join(f"'{m.name}'" for m in METHODS.values() if m.output == "dense")
+    return EdgecompError(
+        f"the composition is a full-rank update (methods {dense} give one); "
+        "pass --rank to write it as an adapter (merging it into the base works without)"
+    )
+
+
 def to_low_rank(composed: Composed, rank: int | None = None) -> tuple[dict, float, dict]:
     """``(low_rank, scale, report)``: exact factors when ``rank`` is None, else a rank-``rank`` SVD.
 
@@ -53,11 +67,7 @@ def to_low_rank(composed: Composed, rank: int | None = None) -> tuple[dict, floa
 
     if rank is None:
         if composed.dense:
-            dense = ", ".join(f"'{m.name}'" for m in METHODS.values() if m.output == "dense")
-            raise EdgecompError(
-                f"the composition is a full-rank update (methods {dense} give one); "
-                "pass --rank to write it as an adapter (merging it into the base works without)"
-            )
+            raise _full_rank()
         return composed.low_rank, composed.scale, {"exact": True}
     factors = {module: _truncated_svd(composed, module, rank) for module in composed.modules}
     common = max(a.shape[0] for a, _, _ in factors.values())

@@ -18,7 +18,7 @@ from ..fsutil import atomic_dir, check_output_dir
 from .base import base_spec, check_fingerprints
 from .gguf_lora import FILE as GGUF_FILE
 from .gguf_lora import write_gguf_lora
-from .lowrank import to_low_rank
+from .lowrank import check_writable, to_low_rank
 from .methods import compose
 from .spec import Resolved
 from .write import write_peft_adapter
@@ -64,6 +64,7 @@ def compose_adapter(
         raise EdgecompError("nothing to compose: give adapters, a spec or a scenario")
     if rank is not None and rank < 1:
         raise EdgecompError("--rank must be at least 1")
+    check_writable(resolved.method, rank)
     gguf_base = _gguf_base(resolved, base) if format == "gguf-lora" else None
     composed = compose(resolved.terms, resolved.method, resolved.parameters)
     low_rank, scale, report = to_low_rank(composed, rank)

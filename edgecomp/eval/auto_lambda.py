@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Sequence
 
 from ..console import progress
+from ..errors import EdgecompError
 
 
 def distinct_2(tokens: Sequence[str]) -> float:
@@ -66,7 +67,6 @@ def unlabeled_scores(
 ) -> dict[str, dict]:
     """``{λ: scores and two example summaries}`` for each candidate export in ``grid``."""
     from ..data.readers import read_lines
-    from ..errors import EdgecompError
     from ..runtime.decoding import Decoding
     from ..runtime.model import OnnxCausalLM
     from ..runtime.summarize import summarize_many

@@ -14,6 +14,7 @@ from pathlib import Path
 from ..fsutil import sha256_file
 from .cache import cached_entry
 from .families import family_for
+from .gguf_check import check_gguf
 from .gguf_tokenizer import read_metadata, save_hf_tokenizer, tokenizer_from_gguf
 
 
@@ -43,6 +44,7 @@ def convert_gguf(gguf_path: Path, out_dir: Path) -> dict:
     """Write the dequantized fp32 checkpoint and tokenizer of ``gguf_path`` into ``out_dir``."""
     from rich.console import Console
 
+    check_gguf(gguf_path)
     with Console(stderr=True).status(f"converting {gguf_path.name} (once; about a minute)"):
         model = load_gguf_model(gguf_path)
         tok = tokenizer_from_gguf(gguf_path)

@@ -69,9 +69,15 @@ def read_metadata(path: Path) -> dict:
     ``gguf.GGUFReader`` wraps every element of the 262k-entry vocabulary arrays in its own numpy
     view, which is slow; this reads the same values straight from the file (benchmarks/LIBRARY.md).
     """
+    return read_sections(path)[0]
+
+
+def read_sections(path: Path) -> tuple[dict, list[tuple[str, list[int], int, int]], int]:
+    """The key/value section, the tensor infos ``(name, dims, ggml type, offset)`` and the offset
+    where the infos end, of a little-endian GGUF (v2/v3). Parse errors of a damaged file propagate."""
     buf = np.memmap(path, mode="r")
     mv = memoryview(buf)
-    if int(buf[:4].view("<u4")[0]) != GGUF_MAGIC or int(buf[4:8].view("<u4")[0]) not in (2, 3):
+    if len(buf) < 24 or int(buf[:4].view("<u4")[0]) != GGUF_MAGIC or int(buf[4:8].view("<u4")[0]) not in (2, 3):
         raise EdgecompError(f"{path} is not a little-endian GGUF v2/v3 file")
     offs = 24  # magic, version, tensor count; the key/value count is the u64 before
 
@@ -83,6 +89,8 @@ def read_metadata(path: Path) -> dict:
     def string() -> str:
         nonlocal offs
         n = scalar(_SCALARS[GGUFValueType.UINT64])
+        if offs + n > len(buf):
+            raise ValueError(f"a string of {n} bytes at offset {offs} runs past the end of the file")
         offs += n
         return str(mv[offs - n : offs], "utf-8")
 
@@ -99,8 +107,14 @@ def read_metadata(path: Path) -> dict:
         offs += arr.nbytes
         return arr
 
-    n_kv = int(buf[16:24].view("<u8")[0])
-    return {string(): value(scalar(_SCALARS[GGUFValueType.UINT32])) for _ in range(n_kv)}
+    n_tensors, n_kv = int(buf[8:16].view("<u8")[0]), int(buf[16:24].view("<u8")[0])
+    meta = {string(): value(scalar(_SCALARS[GGUFValueType.UINT32])) for _ in range(n_kv)}
+    infos = []
+    for _ in range(n_tensors):
+        name = string()
+        dims = [scalar(_SCALARS[GGUFValueType.UINT64]) for _ in range(scalar(_SCALARS[GGUFValueType.UINT32]))]
+        infos.append((name, dims, scalar(_SCALARS[GGUFValueType.UINT32]), scalar(_SCALARS[GGUFValueType.UINT64])))
+    return meta, infos, offs
 
 
 def tokenizer_from_gguf(gguf_path: str | os.PathLike) -> Tokenizer:

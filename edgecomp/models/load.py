@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import EdgecompError
+from ..finite import check_finite
 from ..model_folder import read_config
 from .nf4 import nf4_config
 
@@ -19,6 +20,21 @@ def default_device() -> str:
     import torch
 
     return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def check_device(device: str) -> str:
+    """``device`` ("auto" resolved), refused in one line when PyTorch here cannot use it."""
+    import torch
+
+    if device == "auto":
+        return default_device()
+    if device.startswith("cuda"):
+        index = int(device.partition(":")[2] or 0)
+        if not torch.cuda.is_available():
+            raise EdgecompError(f"--device {device}: PyTorch here sees no CUDA GPU (torch {torch.__version__})")
+        if index >= torch.cuda.device_count():
+            raise EdgecompError(f"--device {device}: there are {torch.cuda.device_count()} CUDA devices")
+    return device
 
 
 def compute_dtype(device: str):
@@ -49,6 +65,7 @@ def load_causal_lm(
     trust_remote_code: bool = False,
 ):
     """A causal LM from a checkpoint folder: NF4 with double quantization if ``qlora``."""
+    from safetensors import SafetensorError
     from transformers import AutoModelForCausalLM
 
     path = Path(path)
@@ -58,5 +75,16 @@ def load_causal_lm(
     kwargs = dict(dtype=dtype, use_safetensors=use_safetensors, trust_remote_code=trust_remote_code)
     if qlora:
         kwargs.update(quantization_config=nf4_config(dtype), device_map={"": device})
-    model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+    try:
+        model, info = AutoModelForCausalLM.from_pretrained(path, output_loading_info=True, **kwargs)
+    except (SafetensorError, OSError, ValueError, RuntimeError, KeyError) as e:
+        reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise EdgecompError(f"{path}: the model cannot be loaded ({reason[:300]})") from None
+    missing = info.get("missing_keys") or []
+    if missing:
+        raise EdgecompError(
+            f"{path}: the weights lack {len(missing)} tensor(s) the config needs (e.g. '{sorted(missing)[0]}'): "
+            "a damaged or mismatched checkpoint"
+        )
+    check_finite(model.state_dict().items(), path)
     return model if qlora else model.to(device)

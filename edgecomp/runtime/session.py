@@ -160,7 +160,16 @@ def create_session(
         except Exception:  # nothing to preload: the system's CUDA libraries will do, or the check below says
             pass
     fallback = ["CPUExecutionProvider"] if wanted != "CPUExecutionProvider" else []
-    session = ort.InferenceSession(str(model_path), session_options(threads, spinning), providers=[wanted, *fallback])
+    from onnxruntime.capi import onnxruntime_pybind11_state as ort_errors
+
+    damaged = (ort_errors.InvalidProtobuf, ort_errors.InvalidGraph, ort_errors.Fail, ort_errors.NoSuchFile)
+    try:
+        session = ort.InferenceSession(
+            str(model_path), session_options(threads, spinning), providers=[wanted, *fallback]
+        )
+    except damaged as e:
+        reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise EdgecompError(f"{model_path}: ONNX Runtime cannot load it ({reason[:300]})") from None
     # ONNX Runtime falls back to CPU with only a log line when the CUDA libraries fail to load.
     if session.get_providers()[0] != wanted:
         raise EdgecompError(f"{wanted} could not be initialised (missing CUDA/cuDNN libraries?)")

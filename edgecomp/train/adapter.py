@@ -21,12 +21,14 @@ from ..console import console
 from ..data.examples import language_blocks, sampled_labels, task_example
 from ..data.prompts import DEFAULT_PROMPT, instruction
 from ..data.readers import read_lines, read_pairs
+from ..data.token_cache import cache_key, cached_examples, tokenizer_digest
 from ..data.tokenizer import encoder
 from ..errors import EdgecompError
 from ..fsutil import atomic_dir, check_output_dir, sha256_file, write_json
 from . import distributed
 from .checkpoint import Checkpoints, check_start, latest_checkpoint
 from .metrics_log import FILE as METRICS_FILE
+from .metrics_log import TENSORBOARD_DIR, check_report_to
 
 KINDS = ("language", "task")
 
@@ -57,6 +59,7 @@ class TrainOptions:
     force: bool = False
     save_every: int | None = 50  # optimizer steps between checkpoints; 0 or None: only on Ctrl-C
     resume: bool = False
+    report_to: str = "none"  # metrics_log.REPORT_TO: where the per-step metrics go besides metrics.jsonl
     allow_pickle: bool = False
     trust_remote_code: bool = False
 
@@ -73,6 +76,7 @@ _FREE_ON_RESUME = (
     "trust_remote_code",
     "device",
     "gradient_checkpointing",
+    "report_to",
     "base",
     "steps",
     "epochs",
@@ -80,28 +84,16 @@ _FREE_ON_RESUME = (
 
 
 def _validate(o: TrainOptions) -> None:
-    if o.kind not in KINDS:
-        raise EdgecompError(f"--kind must be one of {', '.join(KINDS)}, not '{o.kind}'")
+    """What the options decide together; each option's own range is checked by the command or
+    recipe step that builds them (:mod:`edgecomp.options`)."""
     check_language(o.lang)
-    for name in ("rank", "batch_size", "grad_accum", "seq_len"):
-        if getattr(o, name) < 1:
-            raise EdgecompError(f"--{name.replace('_', '-')} must be at least 1")
-    if o.steps is not None and o.steps < 1:
-        raise EdgecompError("--steps must be at least 1")
-    if o.save_every is not None and o.save_every < 0:
-        raise EdgecompError("--save-every must be 0 (only on Ctrl-C) or more")
+    instruction(o.prompt)
     distributed.check_split(o.batch_size, distributed.launched_size())
-    if not 0.0 <= o.dropout < 1.0:
-        raise EdgecompError("--dropout must be in [0, 1)")
-    if not 0.0 < o.label_fraction <= 1.0:
-        raise EdgecompError("--label-fraction must be in (0, 1]")
     if o.label_fraction < 1.0 and o.kind != "language":
         raise EdgecompError(
             "--label-fraction is for language adapters (task adapters take the loss on the summary only)"
         )
-    instruction(o.prompt)
-    if o.seq_len < 16:
-        raise EdgecompError("--seq-len must be at least 16")
+    check_report_to(o.report_to)
     check_output_dir(o.out, o.force)
     check_start(o.out, o.resume, o.force)
 
@@ -119,6 +111,16 @@ def build_examples(o: TrainOptions, records: list, tokenizer, bos_id, eos_id) ->
     max_summary = min(o.max_summary_tokens, o.seq_len // 2)
     tail = instruction(o.prompt)
     return [task_example(p, encode, bos_id, eos_id, o.seq_len, max_summary, tail) for p in records]
+
+
+def examples_key(o: TrainOptions, tokenizer_folder: Path, data_sha256: str, bos_id, eos_id) -> str:
+    """The token cache's key (:mod:`..data.token_cache`): what decides ``build_examples``' result."""
+    shape = {"kind": o.kind, "seq_len": o.seq_len, "bos": bos_id, "eos": eos_id}
+    if o.kind == "language":
+        shape |= {"label_fraction": o.label_fraction, "seed": o.seed if o.label_fraction < 1.0 else None}
+    else:
+        shape |= {"max_summary_tokens": o.max_summary_tokens, "prompt": instruction(o.prompt)}
+    return cache_key(tokenizer=tokenizer_digest(tokenizer_folder), data=data_sha256, **shape)
 
 
 def _first(value):
@@ -146,12 +148,12 @@ def train_adapter(o: TrainOptions) -> dict:
     from ..data.tokenizer import load_tokenizer
     from ..model_folder import special_ids
     from ..models.fingerprint import weights_fingerprint
-    from ..models.load import default_device, load_causal_lm
+    from ..models.load import check_device, load_causal_lm
     from ..models.resolve import DEFAULT_BASE, resolve_base
     from .loop import total_steps, train_loop
     from .lora import lora_config
 
-    device = default_device() if o.device == "auto" else o.device
+    device = check_device(o.device)
     base = resolve_base(o.base, allow_pickle=o.allow_pickle)
     tokenizer = load_tokenizer(base.path)
     console.print(f"[bold]base[/] {base.name} ({base.path})")
@@ -162,11 +164,14 @@ def train_adapter(o: TrainOptions) -> dict:
     bos_id, eos_id = ids.bos, (ids.eos[0] if ids.eos else None)
     gen = model.generation_config
     pad_id = _first(gen.pad_token_id if gen.pad_token_id is not None else model.config.pad_token_id)
-    examples = build_examples(o, records, tokenizer, bos_id, eos_id)
+    data_sha256 = sha256_file(o.data)
+    examples, from_cache = cached_examples(
+        examples_key(o, base.path, data_sha256, bos_id, eos_id),
+        lambda: build_examples(o, records, tokenizer, bos_id, eos_id),
+    )
     if not examples:
         raise EdgecompError(f"{o.data}: no training examples could be built")
     steps = total_steps(len(examples), o.batch_size, o.grad_accum, o.steps, o.epochs)
-    data_sha256 = sha256_file(o.data)
     base_fingerprint = weights_fingerprint(base.path)
     checkpoints = Checkpoints(
         o.out,
@@ -180,7 +185,8 @@ def train_adapter(o: TrainOptions) -> dict:
     if not o.resume and world.main:
         checkpoints.remove()  # only there with --force: check_start refused it otherwise
     world.sum(0)  # every rank starts after that
-    console.print(f"[bold]data[/] {o.data.name}: {len(examples)} examples, {steps} optimizer steps on {device}")
+    cached = " (tokens from the cache)" if from_cache else ""
+    console.print(f"[bold]data[/] {o.data.name}: {len(examples)} examples{cached}, {steps} optimizer steps on {device}")
 
     if o.qlora:
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
@@ -203,6 +209,7 @@ def train_adapter(o: TrainOptions) -> dict:
             checkpoints=checkpoints,
             resume_from=resume_from,
             metrics_file=checkpoints.folder / METRICS_FILE,
+            report_to=o.report_to,
         )
     except BaseException:
         _drop_metrics_only(checkpoints, world)
@@ -235,6 +242,8 @@ def train_adapter(o: TrainOptions) -> dict:
                 model.save_pretrained(tmp, safe_serialization=True)
                 write_json(tmp / "edgecomp.json", meta)
                 shutil.copy2(checkpoints.folder / METRICS_FILE, tmp / METRICS_FILE)
+                if (checkpoints.folder / TENSORBOARD_DIR).is_dir():
+                    shutil.copytree(checkpoints.folder / TENSORBOARD_DIR, tmp / TENSORBOARD_DIR)
         except BaseException:
             _drop_metrics_only(checkpoints, world)
             raise

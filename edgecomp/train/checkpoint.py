@@ -21,7 +21,9 @@ import shutil
 from pathlib import Path
 
 from ..errors import EdgecompError
+from ..finite import check_finite
 from ..fsutil import atomic_dir, write_json
+from .metrics_log import TENSORBOARD_DIR
 
 FORMAT = "edgecomp-checkpoint/1"
 STATE = "state.json"
@@ -152,7 +154,7 @@ class Checkpoints:
                 },
             )
         for old in self.folder.iterdir():  # older steps, and temporary folders of dead runs
-            if old.is_dir() and old != path:
+            if old.is_dir() and old != path and old.name != TENSORBOARD_DIR:
                 shutil.rmtree(old, ignore_errors=True)
         return path
 
@@ -180,15 +182,37 @@ class Checkpoints:
 
         Returns the saved ``LoopStats`` fields.
         """
-        from peft import set_peft_model_state_dict
+        from peft import get_peft_model_state_dict, set_peft_model_state_dict
         from safetensors.torch import load_file
 
         state = json.loads((path / STATE).read_text(encoding="utf-8"))
-        set_peft_model_state_dict(model, load_file(path / "adapter.safetensors"))
-        optimizer.load_state_dict(_join_optimizer(load_file(path / "optimizer.safetensors"), state["optimizer"]))
+        tensors = {name: _load(path / f"{name}.safetensors", load_file) for name in ("adapter", "optimizer", "rng")}
+        expected = get_peft_model_state_dict(model)
+        for key, tensor in tensors["adapter"].items():
+            if key not in expected or expected[key].shape != tensor.shape:
+                raise EdgecompError(
+                    f"{path}: adapter tensor '{key}' {tuple(tensor.shape)} does not fit the model; "
+                    f"remove {self.folder} to start over"
+                )
+        set_peft_model_state_dict(model, tensors["adapter"])
+        optimizer.load_state_dict(_join_optimizer(tensors["optimizer"], state["optimizer"]))
         scheduler.load_state_dict(state["scheduler"])
-        _set_rng_state(load_file(path / "rng.safetensors"))
+        _set_rng_state(tensors["rng"])
         return state["stats"]
 
     def remove(self) -> None:
         shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def _load(file: Path, load_file) -> dict:
+    """A checkpoint's safetensors file, whole and finite, or one line saying which is not."""
+    from safetensors import SafetensorError
+
+    try:
+        tensors = load_file(file)
+    except (SafetensorError, OSError, ValueError) as e:
+        raise EdgecompError(
+            f"{file}: damaged checkpoint file ({e}); remove {file.parent.parent} to start over"
+        ) from None
+    check_finite(tensors.items(), file)
+    return tensors

@@ -25,8 +25,9 @@ from typing import Callable, Iterator
 
 from ..console import console
 from ..data.examples import IGNORE
+from ..errors import EdgecompError
 from . import distributed
-from .checkpoint import Checkpoints, TrainingInterrupted
+from .checkpoint import Checkpoints, TrainingInterrupted, latest_checkpoint
 from .loss import causal_lm_loss, labelled_tokens
 from .metrics_log import MetricsLog, peak_memory
 
@@ -113,6 +114,18 @@ def deferred_interrupt() -> Iterator[Callable[[], bool]]:
         signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
+def _diverged(step: int, loss: float, norm: float, checkpoints: Checkpoints | None) -> EdgecompError:
+    """The error for a non-finite loss or gradient: nothing of that step is applied or saved."""
+    what = f"the loss is {loss}" if not math.isfinite(loss) else f"the gradient norm is {norm}"
+    kept = ""
+    if checkpoints is not None:
+        last = latest_checkpoint(checkpoints.folder)
+        kept = f"; the last checkpoint ({last}) is kept" if last else "; there is no checkpoint to keep"
+    return EdgecompError(
+        f"step {step}: {what}, so training stopped without writing an adapter{kept}; lower --lr, or check the data"
+    )
+
+
 def train_loop(
     model,
     examples: list[tuple[list[int], list[int]]],
@@ -128,9 +141,11 @@ def train_loop(
     checkpoints: Checkpoints | None = None,
     resume_from: Path | None = None,
     metrics_file: Path | None = None,
+    report_to: str = "none",
 ) -> LoopStats:
     """Train for ``steps`` optimizer steps, from ``resume_from`` (a checkpoint of ``checkpoints``) if
-    given, writing a line per step to ``metrics_file`` (:mod:`.metrics_log`) if given."""
+    given, writing a line per step to ``metrics_file`` (:mod:`.metrics_log`, and TensorBoard with
+    ``report_to``) if given."""
     import torch
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
     from transformers import get_linear_schedule_with_warmup
@@ -145,7 +160,7 @@ def train_loop(
         console.print(f"[bold]resuming[/] at step {stats.steps}/{steps} from {resume_from}")
     world = distributed.world(device)
     distributed.check_split(batch_size, world.size)
-    metrics = MetricsLog(metrics_file, stats.steps) if metrics_file is not None and world.main else None
+    metrics = MetricsLog(metrics_file, stats.steps, report_to) if metrics_file is not None and world.main else None
     batches = micro_batches(len(examples), batch_size, seed, start=stats.steps * grad_accum)
     model.train()
     columns = [
@@ -159,7 +174,8 @@ def train_loop(
     ]
     start = time.perf_counter() - stats.seconds
     interrupt = deferred_interrupt() if checkpoints is not None else contextlib.nullcontext(lambda: False)
-    with interrupt as interrupted, Progress(*columns, console=console, disable=not world.main) as bar:
+    closing = contextlib.closing(metrics) if metrics is not None else contextlib.nullcontext()
+    with closing, interrupt as interrupted, Progress(*columns, console=console, disable=not world.main) as bar:
         task = bar.add_task(description, total=steps, completed=stats.steps, loss="-", tps="-")
         while stats.steps < steps:
             step_loss = 0.0
@@ -179,7 +195,9 @@ def train_loop(
                     if p.grad is None:
                         p.grad = torch.zeros_like(p)
                     world.sum(p.grad)
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            norm = float(torch.nn.utils.clip_grad_norm_(params, 1.0))
+            if not (math.isfinite(step_loss) and math.isfinite(norm)):
+                raise _diverged(stats.steps + 1, step_loss, norm, checkpoints)
             lr_now = scheduler.get_last_lr()[0]
             optimizer.step()
             scheduler.step()

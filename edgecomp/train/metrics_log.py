@@ -5,6 +5,10 @@ Each line holds the step, its loss, the learning rate, tokens so far, tokens/s, 
 memory: GPU memory allocated and reserved by PyTorch on CUDA, the process's peak resident set on
 CPU. The file lives beside the checkpoints while training and is copied into the adapter folder at
 the end; a resumed run keeps the lines up to the step it resumes from and appends after them.
+
+With ``report_to="tensorboard"`` the same numbers also go to TensorBoard event files in ``runs/``
+beside it (``tensorboard --logdir <out>/runs``), through ``torch.utils.tensorboard``; a resumed run
+purges the events of the steps it redoes.
 """
 
 from __future__ import annotations
@@ -12,9 +16,22 @@ from __future__ import annotations
 import resource
 from pathlib import Path
 
+from ..errors import EdgecompError
 from ..fsutil import append_jsonl, atomic_write_text, read_jsonl_prefix
 
 FILE = "metrics.jsonl"
+TENSORBOARD_DIR = "runs"
+REPORT_TO = ("none", "tensorboard")
+
+
+def check_report_to(report_to: str) -> None:
+    """Refuse an unknown sink, or TensorBoard where it is not installed, before any work."""
+    import importlib.util
+
+    if report_to not in REPORT_TO:
+        raise EdgecompError(f"--report-to must be one of {', '.join(REPORT_TO)}, not '{report_to}'")
+    if report_to == "tensorboard" and importlib.util.find_spec("tensorboard") is None:
+        raise EdgecompError("--report-to tensorboard needs tensorboard: pip install 'edgecomp[tensorboard]'")
 
 
 def peak_memory(device: str) -> dict[str, float]:
@@ -30,13 +47,27 @@ def peak_memory(device: str) -> dict[str, float]:
 
 
 class MetricsLog:
-    def __init__(self, path: Path, resumed_step: int = 0):
+    def __init__(self, path: Path, resumed_step: int = 0, report_to: str = "none"):
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
         if resumed_step:  # the whole lines up to that step; a torn line and the steps redone go
             read_jsonl_prefix(path, lambda row: isinstance(row.get("step"), int) and row["step"] <= resumed_step)
         else:
             atomic_write_text(path, "")
+        self.tensorboard = None
+        if report_to == "tensorboard":
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.tensorboard = SummaryWriter(str(path.parent / TENSORBOARD_DIR), purge_step=resumed_step + 1)
 
     def write(self, row: dict) -> None:
         append_jsonl(self.path, [row])
+        if self.tensorboard is not None:
+            for name, value in row.items():
+                if name != "step":
+                    self.tensorboard.add_scalar(f"train/{name}", value, row["step"])
+            self.tensorboard.flush()
+
+    def close(self) -> None:
+        if self.tensorboard is not None:
+            self.tensorboard.close()
