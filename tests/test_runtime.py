@@ -368,3 +368,40 @@ def test_cuda_session_end_to_end(export_dir):
         generate(gpu.decoder, p, Decoding(max_new_tokens=8, num_beams=3)).tokens
         == generate(cpu.decoder, p, Decoding(max_new_tokens=8, num_beams=3)).tokens
     )
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="pages are given back on Linux only")
+def test_clean_pages_are_given_back_and_read_again_dirty_ones_kept(tmp_path):
+    import mmap
+
+    from edgecomp.runtime import resident
+
+    data = np.random.default_rng(0).integers(0, 255, 64 * mmap.PAGESIZE, dtype=np.uint8).tobytes()
+    (tmp_path / "weights.bin").write_bytes(data)
+    (tmp_path / "written.bin").write_bytes(data)
+    with open(tmp_path / "weights.bin", "rb") as f, open(tmp_path / "written.bin", "r+b") as g:
+        clean = mmap.mmap(f.fileno(), 0, flags=mmap.MAP_PRIVATE, prot=mmap.PROT_READ)
+        dirty = mmap.mmap(g.fileno(), 0, access=mmap.ACCESS_COPY)
+        assert clean[:] == data and dirty[:] == data  # every page resident
+        dirty[5] = (data[5] + 1) % 256  # a private change the file does not have
+        assert sum(r for *_, r, _ in resident._mappings(str(tmp_path))) == 2 * len(data)
+        assert resident.release_clean_pages(tmp_path) == len(data)  # the clean mapping's pages only
+        after = resident._mappings(str(tmp_path))
+        assert sorted(r for *_, r, _ in after) == [0, len(data)] and sorted(w for *_, w in after) == [0, mmap.PAGESIZE]
+        assert clean[:] == data  # read back from the file
+        assert dirty[5] == (data[5] + 1) % 256 and dirty[:5] == data[:5]  # the written mapping kept as it was
+        clean.close()
+        dirty.close()
+
+
+def test_generation_is_unchanged_by_giving_weight_pages_back(exported, monkeypatch):
+    from edgecomp.runtime import resident, session
+
+    folder = exported["int4"][0]
+    released = OnnxCausalLM.load(folder)
+    assert sum(r for *_, r, _ in resident._mappings(str(folder.resolve()))) == 0  # ONNX Runtime maps the weights
+    monkeypatch.setattr(session, "release_clean_pages", lambda folder: 0)
+    kept = OnnxCausalLM.load(folder)
+    for prompt in prompts(kept):
+        decoding = Decoding(max_new_tokens=12)
+        assert generate(released.decoder, prompt, decoding).tokens == generate(kept.decoder, prompt, decoding).tokens

@@ -27,6 +27,7 @@ import onnxruntime as ort
 
 from ..errors import EdgecompError
 from .adapter import zero_feeds
+from .resident import release_clean_pages
 
 PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
 DEVICES = {"cpu": "cpu", "cuda": "cuda"}
@@ -173,6 +174,7 @@ def create_session(
     # ONNX Runtime falls back to CPU with only a log line when the CUDA libraries fail to load.
     if session.get_providers()[0] != wanted:
         raise EdgecompError(f"{wanted} could not be initialised (missing CUDA/cuDNN libraries?)")
+    release_clean_pages(Path(model_path).parent)  # weights the load repacked and no longer reads
     return session
 
 
