@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install demo test lint clean
+.PHONY: install demo test test-slow lint clean
 
 install: $(VENV)/.installed
 
@@ -20,6 +20,10 @@ demo: install
 
 test: install lint
 	$(BIN)/python -m pytest -q
+
+# make test, plus the tests that export the real base to GGUF (a few minutes more)
+test-slow: install lint
+	EDGECOMP_SLOW_TESTS=1 $(BIN)/python -m pytest -q
 
 lint: install
 	$(BIN)/ruff check .

@@ -1,13 +1,23 @@
 """merge-export --format gguf on the embedded default base: a GGUF that llama.cpp's conventions
-read back (transformers' GGUF loader; llama.cpp where llama-cpp-python is installed), with a Modelfile."""
+read back (transformers' GGUF loader; llama.cpp where llama-cpp-python is installed), with a Modelfile.
+
+The real-base export takes about 2.5 minutes of CI's 15, so it runs with ``make test-slow``
+(``EDGECOMP_SLOW_TESTS=1``); the same writer, layout and read-back run on tiny GGUF-born bases in
+``tests/test_gguf_tiny.py`` in every ``make test``.
+"""
 
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
 from edgecomp.errors import EdgecompError
+
+real_base = pytest.mark.skipif(
+    not os.environ.get("EDGECOMP_SLOW_TESTS"), reason="real-base GGUF export: make test-slow (EDGECOMP_SLOW_TESTS=1)"
+)
 
 
 @pytest.fixture(scope="module")
@@ -21,6 +31,7 @@ def swahili_gguf():
     return cached_export(spec, base=library.base, format="gguf", quantize="q8_0")
 
 
+@real_base
 def test_the_gguf_reads_back_as_the_merged_model(swahili_gguf):
     import gguf
 
@@ -43,6 +54,7 @@ def test_the_gguf_reads_back_as_the_merged_model(swahili_gguf):
     assert modelfile.startswith("FROM ./model.gguf\n") and 'TEMPLATE """{{ .Prompt }}' in modelfile
 
 
+@real_base
 def test_llama_cpp_runs_the_gguf_as_the_merged_model(swahili_gguf):
     pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed (pip install 'edgecomp[llamacpp]')")
     check = json.loads((swahili_gguf / "edgecomp-export.json").read_text())["verify"]["llama_cpp"]
