@@ -8,3 +8,8 @@ a bug and keeps its traceback.
 
 class EdgecompError(Exception):
     """A user-facing error: the message must say what is wrong and, where possible, what to do."""
+
+
+def first_line(error: BaseException, limit: int = 300) -> str:
+    """A library exception's first line (its name when it has no text), for a one-line reason."""
+    return (str(error).strip().splitlines() or [type(error).__name__])[0][:limit]

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..fsutil import sha256_file
+from ..hashes import remembered_sha256
 
 Example = tuple[list[int], list[int]]
 _FILES = ("ids.npy", "labels.npy", "offsets.npy")
@@ -34,7 +35,7 @@ def _source_digest() -> str:
 def tokenizer_digest(folder: Path) -> str:
     """sha256 over the files that decide how text is encoded."""
     files = [folder / n for n in ("tokenizer.json", "tokenizer_config.json") if (folder / n).is_file()]
-    return hashlib.sha256("".join(sha256_file(f) for f in files).encode()).hexdigest()
+    return hashlib.sha256("".join(remembered_sha256(f) for f in files).encode()).hexdigest()
 
 
 def cache_key(**parts) -> str:

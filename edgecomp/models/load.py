@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import EdgecompError
+from ..errors import EdgecompError, first_line
 from ..finite import check_finite
 from ..model_folder import read_config
 from .nf4 import nf4_config
@@ -78,8 +78,7 @@ def load_causal_lm(
     try:
         model, info = AutoModelForCausalLM.from_pretrained(path, output_loading_info=True, **kwargs)
     except (SafetensorError, OSError, ValueError, RuntimeError, KeyError) as e:
-        reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise EdgecompError(f"{path}: the model cannot be loaded ({reason[:300]})") from None
+        raise EdgecompError(f"{path}: the model cannot be loaded ({first_line(e)})") from None
     missing = info.get("missing_keys") or []
     if missing:
         raise EdgecompError(

@@ -17,7 +17,7 @@ import re
 import sys
 from pathlib import Path
 
-_MADV_RANDOM, _MADV_DONTNEED = 1, 4
+_MADV_DONTNEED = 4
 _HEADER = re.compile(r"^([0-9a-f]+)-([0-9a-f]+) \S+ \S+ \S+ \S+\s+(.*)$")
 
 
@@ -48,6 +48,5 @@ def release_clean_pages(folder: str | Path) -> int:
     released = 0
     for start, end, resident, written in _mappings(str(Path(folder).resolve())):
         if resident and not written and libc.madvise(start, end - start, _MADV_DONTNEED) == 0:
-            libc.madvise(start, end - start, _MADV_RANDOM)  # a later read brings its page, not its neighbours
             released += resident
     return released

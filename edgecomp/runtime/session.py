@@ -25,7 +25,7 @@ from typing import Sequence
 import numpy as np
 import onnxruntime as ort
 
-from ..errors import EdgecompError
+from ..errors import EdgecompError, first_line
 from .adapter import zero_feeds
 from .resident import release_clean_pages
 
@@ -169,8 +169,7 @@ def create_session(
             str(model_path), session_options(threads, spinning), providers=[wanted, *fallback]
         )
     except damaged as e:
-        reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise EdgecompError(f"{model_path}: ONNX Runtime cannot load it ({reason[:300]})") from None
+        raise EdgecompError(f"{model_path}: ONNX Runtime cannot load it ({first_line(e)})") from None
     # ONNX Runtime falls back to CPU with only a log line when the CUDA libraries fail to load.
     if session.get_providers()[0] != wanted:
         raise EdgecompError(f"{wanted} could not be initialised (missing CUDA/cuDNN libraries?)")
