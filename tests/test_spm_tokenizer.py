@@ -95,3 +95,16 @@ def test_other_tokenizers_keep_tokenizers(tmp_path):
     tiny_tokenizer().save_pretrained(tmp_path)  # a Split pre-tokenizer: not SentencePiece-BPE
     assert compact_tokenizer(tmp_path) is None
     assert type(load_tokenizer(tmp_path, quick=True)).__name__ == "Tokenizer"
+
+
+def test_vocabulary_lookups_as_tokenizers_does(quick, reference):
+    """What the id map of a trimmed export reads: pieces by id and ids by piece, added tokens."""
+    size = reference.get_vocab_size(with_added_tokens=True)
+    assert quick.get_vocab_size() == size
+    for i in list(range(0, size, 997)) + [0, 1, 2, 105, 106, size - 1]:
+        piece = reference.id_to_token(i)
+        assert quick.id_to_token(i) == piece
+        assert quick.token_to_id(piece) == reference.token_to_id(piece) == i
+    assert quick.id_to_token(size) is None and quick.token_to_id("no such piece ✗✗✗") is None
+    expected = {i: (t.content, t.special) for i, t in reference.get_added_tokens_decoder().items()}
+    assert {i: (t.content, t.special) for i, t in quick.get_added_tokens_decoder().items()} == expected

@@ -27,12 +27,8 @@ _BYTE = re.compile(r"^<0x([0-9A-Fa-f]{2})>$")
 
 def byte_token_ids(tokenizer) -> dict[int, int]:
     """byte value → token id of ``<0xNN>`` (empty for a tokenizer without byte fallback)."""
-    out = {}
-    for piece, token_id in tokenizer.get_vocab(with_added_tokens=True).items():
-        match = _BYTE.match(piece)
-        if match:
-            out[int(match.group(1), 16)] = token_id
-    return out
+    found = {b: tokenizer.token_to_id(f"<0x{b:02X}>") for b in range(256)}
+    return {b: token_id for b, token_id in found.items() if token_id is not None}
 
 
 @dataclass

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ..data.prompts import INSTRUCTION, instruction
 from ..data.tokenizer import encoder, load_tokenizer
-from ..data.vocab_map import VOCAB_MAP, IdMap, load_id_map
+from ..data.vocab_map import IdMap, load_id_map
 from ..errors import EdgecompError
 from ..model_folder import CONFIG, GENERATION_CONFIG, read_config, read_manifest, special_ids, verify_manifest
 from .adapter import lora_feeds
@@ -73,8 +73,7 @@ class OnnxCausalLM:
             spinning=spinning,
             prefill_chunk=prefill_chunk,
         )
-        trimmed = (model_dir / VOCAB_MAP).is_file()  # the id map reads the tokenizers vocabulary
-        tokenizer = load_tokenizer(model_dir, quick=not trimmed)
+        tokenizer = load_tokenizer(model_dir, quick=True)
         id_map = load_id_map(model_dir, tokenizer)  # None unless the export's vocabulary was trimmed
         ids = special_ids(model_dir, config)
         bos_id, eos_ids = ids.bos, ids.eos
