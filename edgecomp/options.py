@@ -329,6 +329,7 @@ RULES: dict[str, dict[str, Rule]] = {
             "'none' or layer indices separated by commas, e.g. 0,1,-1", lambda v: _clean_text(v) and _layers(v)
         ),
         "trim_vocab": IN_FILE,
+        "full_vocab": flag(),
     },
     "summarize": {
         "files": Rule("files or folders that exist, or - for stdin", lambda v: v == "-" or IN_ANY.accepts(v), INPUT),
@@ -353,7 +354,7 @@ RULES: dict[str, dict[str, Rule]] = {
     },
     "run": {"recipe": IN_FILE, "root": IN_DIR},
     "bench decode": {"spinning": flag()},
-    "bench compare": {"gguf": IN_FILE},
+    "bench compare": {"gguf": IN_FILE, "trimmed": IN_DIR},
     "bench train": {
         "kind": one_of(_kinds),
         "random_config": IN_FILE,

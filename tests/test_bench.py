@@ -59,6 +59,22 @@ def test_compare_runs_every_engine_and_divides_by_llama_cpp(export_dir, tiny_lla
     assert set(out["vs_llama_cpp"]) == set(engines)
 
 
+def test_compare_runs_a_trimmed_export_as_a_second_engine(export_dir, tiny_llama_dir, tmp_path):
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text(BENCH_TEXT + "\n", encoding="utf-8")
+    trimmed = tmp_path / "trimmed"
+    export_checkpoint(tiny_llama_dir, trimmed, manifest={}, trim_corpus=[corpus])
+    out = bench_compare(
+        export_dir, trimmed=trimmed, prompt_tokens=16, new_tokens=4, repeats=1, warmup=0, engines=("onnx",)
+    )
+    engines = {r["engine"]: r for r in out["engines"]}
+    assert set(engines) == {"edgecomp-onnx", "edgecomp-onnx-trimmed"}
+    assert all(r["error"] is None and r["decode_tok_s"] > 0 for r in engines.values()), engines
+    assert engines["edgecomp-onnx-trimmed"]["model_bytes"] < engines["edgecomp-onnx"]["model_bytes"]
+    with pytest.raises(EdgecompError, match="not an edgecomp export"):
+        bench_compare(export_dir, trimmed=tmp_path, engines=("onnx",))
+
+
 def test_a_failing_engine_is_reported_and_the_others_go_on(export_dir, tmp_path):
     specs = [
         EngineSpec("broken", "onnx", {"model": str(tmp_path / "missing")}),

@@ -82,6 +82,7 @@ def default_gguf() -> Path:
 def bench_compare(
     model: Path,
     *,
+    trimmed: Path | None = None,
     gguf: Path | None = None,
     base: str | None = None,
     prompt_tokens: int = 256,
@@ -93,19 +94,23 @@ def bench_compare(
     engines: tuple[str, ...] = ("onnx", "torch", LLAMA_CPP),
 ) -> dict:
     """edgecomp's runtime, PyTorch (fp32) and llama.cpp on the same prompt, in turn, each in its own
-    process. ``gguf`` defaults to the embedded default's GGUF and ``base`` (the PyTorch
-    checkpoint) to the embedded default base; llama.cpp is skipped when llama-cpp-python is not
-    installed. Returns the results and each engine's speed relative to llama.cpp."""
+    process. ``trimmed``: a second export (the same composition with its vocabulary trimmed), run
+    as one more edgecomp engine. ``gguf`` defaults to the embedded default's GGUF and ``base`` (the
+    PyTorch checkpoint) to the embedded default base; llama.cpp is skipped when llama-cpp-python is
+    not installed. Returns the results and each engine's speed relative to llama.cpp."""
     from ..runtime.session import check_provider
 
     check_provider(provider)
-    _check_model(model)
+    exports = {"edgecomp-onnx": _check_model(model)}
+    if trimmed is not None:
+        exports["edgecomp-onnx-trimmed"] = _check_model(trimmed)
     specs: list[EngineSpec] = []
     skipped: dict[str, str] = {}
     if "onnx" in engines:
-        specs.append(
-            EngineSpec("edgecomp-onnx", "onnx", {"model": str(model), "provider": provider, "threads": threads})
-        )
+        specs += [
+            EngineSpec(label, "onnx", {"model": str(folder), "provider": provider, "threads": threads})
+            for label, folder in exports.items()
+        ]
     if "torch" in engines:
         from ..models.resolve import resolve_base
 
@@ -257,6 +262,12 @@ def decode_command(
 @checked("bench compare")
 def compare_command(
     model: Path = MODEL,
+    trimmed: Optional[Path] = typer.Option(
+        None,
+        "--trimmed",
+        help="A second export to run as one more edgecomp engine, typically the same composition with "
+        "its vocabulary trimmed (merge-export's default for one target language).",
+    ),
     gguf: Optional[Path] = typer.Option(None, "--gguf", help="GGUF for llama.cpp (default: the embedded default's)."),
     base: Optional[str] = typer.Option(
         None, "--base", help="Checkpoint for PyTorch (default: the embedded default base)."
@@ -273,6 +284,7 @@ def compare_command(
     result = _run(
         bench_compare,
         model,
+        trimmed=trimmed,
         gguf=gguf,
         base=base,
         prompt_tokens=prompt_tokens,
