@@ -127,8 +127,8 @@ def _calibrate(model, config: WeightOnlyConfig, inputs, tokenizer_dir: Path, src
     from ...runtime.session import KVShape  # ONNX Runtime loads only when a scheme calibrates
 
     sequences = sequences_for(tokenizer_dir, calibration_lines(files), config.gptq or SMOOTH_CALIBRATION)
-    if map_ids is not None:
-        sequences = [map_ids(ids) for ids in sequences]
+    if map_ids is not None:  # re-spelling dropped tokens lengthens a sequence: cut it back, all stay full length
+        sequences = [map_ids(ids)[: len(ids)] for ids in sequences]
     cfg = read_config(src_dir)
     report = (lambda done, total: progress("calibrating", done, total)) if progress else None
     hessians = collect_hessians(model, sorted(set(inputs)), sequences, KVShape.from_config(cfg), progress=report)
