@@ -1,14 +1,16 @@
-"""A trimmed-vocabulary export against the full one, for the library's compositions: size, speed,
-held-out perplexity, greedy agreement and ``edgecomp eval`` scores, same run.
+"""Trimmed-vocabulary and trimmed-head exports against the full one, for the library's
+compositions: size, speed, held-out perplexity, greedy agreement and ``edgecomp eval`` scores.
 
-For each language: the library's composition merged into the int4 export twice, once with the
-whole 262,144-token vocabulary and once trimmed (``--trim-vocab``) to the tokens of the language's
+For each language: the library's composition merged into the int4 export with the whole
+262,144-token vocabulary; the same trimmed (``--trim-vocab``) to the tokens of the language's
 unlabeled text and English's (``data/zero-shot/mono/{lang,en}.txt``, what the shipped language
-adapters were trained on). Then:
+adapters were trained on); and the full export with only its head trimmed to those tokens, each
+prompt adding its own (``--trim-head``). Then:
 
 - perplexity on held-out target-language lines no adapter saw (shared mono lines 401-460) and
   the share of positions where both exports rank the same next token first; a trimmed export's
-  loss of a dropped token is the sum over the kept pieces that spell it (edgecomp.eval.perplexity);
+  loss of a dropped token is the sum over the kept pieces that spell it (edgecomp.eval.perplexity;
+  not for the trimmed head, which would score the text's own tokens);
 - ``edgecomp eval`` on the same documents (paired bootstrap of the difference), and how many of
   the summaries are the same text;
 - decode and prefill speed on the demo article (alternating, best of rounds) and the files' size.
@@ -93,13 +95,14 @@ def main() -> None:
         folders = {
             "full": cached_export(resolved, base=library.base, quantize="int4"),
             "trimmed": cached_export(resolved, base=library.base, quantize="int4", trim_corpus=corpus),
+            "head": cached_export(resolved, base=library.base, quantize="int4", trim_head=corpus),
         }
         print(lang, {k: str(v) for k, v in folders.items()}, flush=True)
         kept = json.loads((folders["trimmed"] / "vocab_map.json").read_text())["kept_count"]
         sequences = token_sequences(
             folders["full"], heldout_lines(args.shared / "mono" / f"{lang}.txt", skip=400, count=args.lines)
         )
-        scores = {k: score_onnx(v, sequences) for k, v in folders.items()}
+        scores = {k: score_onnx(folders[k], sequences) for k in ("full", "trimmed")}
         row = {
             "set": set_name,
             "label": choice.label,
@@ -122,14 +125,14 @@ def main() -> None:
             )
             for k, v in folders.items()
         }
-        d = compare(load_scores(Path(evals["full"]["out"])), load_scores(Path(evals["trimmed"]["out"])))
-        row["eval"] = {
-            k: {m: evals[k]["metrics"][m]["mean"] for m in ("rougeL", "target_lang")} for k in evals
-        } | {
-            "rougeL_difference": d["metrics"]["rougeL"]["difference"],
-            "target_lang_difference": d["metrics"]["target_lang"]["difference"],
-            "same_summaries": _same_summaries(Path(evals["full"]["out"]), Path(evals["trimmed"]["out"])),
-        }
+        row["eval"] = {k: {m: evals[k]["metrics"][m]["mean"] for m in ("rougeL", "target_lang")} for k in evals}
+        for k in ("trimmed", "head"):
+            d = compare(load_scores(Path(evals["full"]["out"])), load_scores(Path(evals[k]["out"])))
+            row["eval"][k] |= {
+                "rougeL_difference": d["metrics"]["rougeL"]["difference"],
+                "target_lang_difference": d["metrics"]["target_lang"]["difference"],
+                "same_summaries": _same_summaries(Path(evals["full"]["out"]), Path(evals[k]["out"])),
+            }
         models = {k: OnnxCausalLM.load(v) for k, v in folders.items()}
         speeds: dict[str, list] = {k: [] for k in models}
         for _ in range(2):
@@ -142,24 +145,28 @@ def main() -> None:
         write_json(path, results)
         print(lang, json.dumps(row), flush=True)
     lines = [
-        "| lang | kept tokens | MB full / trimmed | perplexity full / trimmed | top-1 agreement | "
-        "ROUGE-L full / trimmed | Δ [95% CI] | target-language full / trimmed | same summaries | "
-        "decode tok/s full / trimmed | prefill s full / trimmed |",
-        "|---|---:|---|---|---:|---|---|---|---|---|---|",
+        "| lang | export | MB | perplexity | top-1 agreement | ROUGE-L | Δ vs full [95% CI] | target language | "
+        "same summaries as full | decode tok/s | prefill s |",
+        "|---|---|---:|---:|---:|---:|---|---:|---:|---:|---:|",
     ]
     for lang, r in results.items():
-        p, e, s, z = r["perplexity"], r["eval"], r["speed"], r["size_mb"]
-        d = e["rougeL_difference"]
-        same, n = e["same_summaries"]
-        lines.append(
-            f"| {lang} | {r['kept_tokens']:,} | {z['full']:.0f} / {z['trimmed']:.0f} | "
-            f"{p['full']:.2f} / {p['trimmed']:.2f} | {r['top1_agreement']:.3f} | "
-            f"{e['full']['rougeL']:.1f} / {e['trimmed']['rougeL']:.1f} | "
-            f"{d['mean']:+.1f} [{d['low']:+.1f}, {d['high']:+.1f}] | "
-            f"{e['full']['target_lang']:.0f}% / {e['trimmed']['target_lang']:.0f}% | {same}/{n} | "
-            f"{s['full']['decode_tokens_per_s']:.1f} / {s['trimmed']['decode_tokens_per_s']:.1f} | "
-            f"{s['full']['prefill_s']:.2f} / {s['trimmed']['prefill_s']:.2f} |"
-        )
+        for k in ("full", "trimmed", "head"):
+            e, speed = r["eval"][k], r["speed"][k]
+            d, same = e.get("rougeL_difference"), e.get("same_summaries")
+            cells = [
+                f"{lang} ({r['kept_tokens']:,} kept)",
+                k,
+                f"{r['size_mb'][k]:.0f}",
+                f"{r['perplexity'][k]:.2f}" if k in r["perplexity"] else "–",
+                f"{r['top1_agreement']:.3f}" if k == "trimmed" else "–",
+                f"{e['rougeL']:.1f}",
+                f"{d['mean']:+.1f} [{d['low']:+.1f}, {d['high']:+.1f}]" if d else "–",
+                f"{e['target_lang']:.0f}%",
+                f"{same[0]}/{same[1]}" if same else "–",
+                f"{speed['decode_tokens_per_s']:.1f}",
+                f"{speed['prefill_s']:.2f}",
+            ]
+            lines.append("| " + " | ".join(cells) + " |")
     (args.out / "table.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -404,7 +404,14 @@ def merge_export(
         "--trim-vocab",
         help="Keep only the vocabulary these files use "
         "(.txt lines, .jsonl text/summary) plus special, byte-fallback and prompt "
-        "tokens: smaller embedding/LM head, faster decoding.",
+        "tokens: smaller embedding/LM head, faster decoding; summaries lose the words the files lack.",
+    ),
+    trim_head: List[Path] = typer.Option(
+        [],
+        "--trim-head",
+        help="int8/int4: the LM head keeps only these files' tokens (as --trim-vocab) and each "
+        "prompt adds its own tokens back at run time: decoding nearly as fast as --trim-vocab, "
+        "summaries as with the whole vocabulary (benchmarks/RUNTIME.md).",
     ),
     allow_pickle: bool = ALLOW_PICKLE,
     trust_remote_code: bool = TRUST_REMOTE_CODE,
@@ -440,6 +447,7 @@ def merge_export(
             allow_pickle=allow_pickle,
             trust_remote_code=trust_remote_code,
             trim_corpus=list(trim_vocab) or None,
+            trim_head=list(trim_head) or None,
             graph=graph,
             calibration=list(calibration) or None,
             block_size=block_size,

@@ -329,7 +329,7 @@ RULES: dict[str, dict[str, Rule]] = {
             "'none' or layer indices separated by commas, e.g. 0,1,-1", lambda v: _clean_text(v) and _layers(v)
         ),
         "trim_vocab": IN_FILE,
-        "full_vocab": flag(),
+        "trim_head": IN_FILE,
     },
     "summarize": {
         "files": Rule("files or folders that exist, or - for stdin", lambda v: v == "-" or IN_ANY.accepts(v), INPUT),

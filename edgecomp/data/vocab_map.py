@@ -21,6 +21,8 @@ from ..errors import EdgecompError
 from .tokenizer import load_tokenizer
 
 VOCAB_MAP = "vocab_map.json"
+HEAD_IDS = "head_ids.json"  # a head-trimmed export's kept ids (edgecomp.export.trim_head)
+EXTRA_IDS = "extra_ids"  # its graph input: the ids the prompts add to the head
 SPACE = "▁"  # SentencePiece's visible space
 _BYTE = re.compile(r"^<0x([0-9A-Fa-f]{2})>$")
 
@@ -155,3 +157,25 @@ def write_id_map(export_dir: Path, kept: np.ndarray, vocab_size: int, source: di
     payload["kept"] = [int(i) for i in kept]
     path.write_text(json.dumps(payload, separators=(",", ":")) + "\n", encoding="utf-8")
     return path
+
+
+def write_head_ids(folder: Path, kept: np.ndarray, vocab_size: int) -> Path:
+    path = Path(folder) / HEAD_IDS
+    payload = {"original_vocab_size": int(vocab_size), "kept": [int(i) for i in kept]}
+    path.write_text(json.dumps(payload, separators=(",", ":")) + "\n", encoding="utf-8")
+    return path
+
+
+def read_head_ids(folder: str | Path) -> tuple[np.ndarray, int] | None:
+    """The kept ids and vocabulary size of a head-trimmed export; None for any other export."""
+    path = Path(folder) / HEAD_IDS
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        kept, size = np.asarray(data["kept"], dtype=np.int64), int(data["original_vocab_size"])
+    except (ValueError, KeyError, TypeError) as e:
+        raise EdgecompError(f"{path} is not a head-trimming map ({e})") from None
+    if kept.ndim != 1 or kept.size == 0 or kept[0] < 0 or kept[-1] >= size or np.any(np.diff(kept) <= 0):
+        raise EdgecompError(f"{path}: the kept ids must be sorted, distinct and inside the vocabulary")
+    return kept, size

@@ -109,6 +109,11 @@ def score_onnx(
     export_dir = Path(export_dir)
     config = read_config(export_dir)
     decoder = DecoderSession(export_dir / "model.onnx", KVShape.from_config(config), provider)
+    if decoder.head is not None:
+        raise EdgecompError(
+            f"{export_dir}: a head-trimmed export scores the text's own tokens as well, so its "
+            "perplexity of that text is not comparable (score the export built without --trim-head)"
+        )
     if factors is not None:
         layout = read_manifest(export_dir).get("lora_inputs")
         if layout is None:

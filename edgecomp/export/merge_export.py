@@ -23,6 +23,7 @@ from ..errors import EdgecompError
 from ..fsutil import atomic_dir, check_output_dir, sha256_file
 from ..model_folder import read_manifest
 from .quantization.schemes import get_scheme
+from .trim_head import check_head_options, trim_head_export
 
 EXPORT_DIR = "export"
 
@@ -70,6 +71,7 @@ def cached_export(
     allow_pickle: bool = False,
     trust_remote_code: bool = False,
     trim_corpus: list[Path] | None = None,
+    trim_head: list[Path] | None = None,
     graph: str = "auto",
     calibration: list[Path] | None = None,
     block_size: int | None = None,
@@ -96,16 +98,19 @@ def cached_export(
         quantize=quantize,
         graph=graph,
         trim_corpus=trim_corpus,
+        trim_head=trim_head,
         calibration=calibration,
         block_size=block_size,
         tune_steps=tune_steps,
         eight_bit_layers=eight_bit_layers,
         lora_inputs=lora_inputs,
     )
-    for path in [*(trim_corpus or []), *(calibration or [])]:
+    for path in [*(trim_corpus or []), *(trim_head or []), *(calibration or [])]:
         if not Path(path).is_file():
             raise EdgecompError(f"{path} does not exist or is not a file")
     scheme = get_scheme(quantize) if format == "onnx" else None
+    if trim_head:
+        check_head_options(scheme, trim_corpus=trim_corpus, lora_inputs=lora_inputs)
     weights = (
         scheme.configured(
             block_size=block_size, tune_steps=tune_steps, eight_bit_layers=eight_bit_layers, calibration=calibration
@@ -126,6 +131,8 @@ def cached_export(
 
     graph = chosen_graph(base_model.path, graph)
     extra = {"trim": [sha256_file(p) for p in trim_corpus]} if trim_corpus else {}
+    if trim_head:
+        extra["trim_head"] = [sha256_file(p) for p in trim_head]
     if lora_inputs:
         extra["lora_inputs"] = True
     if format != "onnx":
@@ -150,6 +157,32 @@ def cached_export(
         **(scheme.key(weights, calibration) if scheme else {"quantize": quantize}),
         **extra,
     )
+    if trim_head:  # a step after quantization: the full export (cached too), then its head cut
+        full = cached_export(
+            resolved,
+            base=base,
+            merge_base=merge_base,
+            quantize=quantize,
+            allow_pickle=allow_pickle,
+            trust_remote_code=trust_remote_code,
+            graph=graph,
+            calibration=calibration,
+            block_size=block_size,
+            tune_steps=tune_steps,
+            eight_bit_layers=eight_bit_layers,
+        )
+        from .pipeline import verification_ids
+
+        ids = verification_ids(base_model.path)
+
+        def build_head(entry: Path) -> dict:
+            with console.status("trimming the LM head"):
+                trim_head_export(full, entry / EXPORT_DIR, trim_head, ids, spec_sha256=key)
+            return {"spec_sha256": key}
+
+        cached = cached_entry("exports", key[:32], build_head) / EXPORT_DIR
+        console.print(f"export cache entry {cached}")
+        return cached
     manifest = {
         "base": {"name": base_model.name, "fingerprint": fingerprint},
         "spec_sha256": key,

@@ -32,6 +32,7 @@ from .quantization.apply import quantize_model
 from .quantization.schemes import SCHEMES, get_scheme
 from .quantization.weight_only import WeightOnlyConfig
 from .trim import corpus_lines, kept_ids, trim_onnx
+from .trim_head import check_head_options, trim_head_folder
 from .verify import compare_quantized, onnx_logits, verify_logits
 
 REQUIRED = (CONFIG, "tokenizer.json")
@@ -112,6 +113,7 @@ def export_checkpoint(
     manifest: dict,
     force: bool = False,
     trim_corpus: Sequence[str | Path] | None = None,
+    head_corpus: Sequence[str | Path] | None = None,
     keep_unused: bool = False,
     weight_config: WeightOnlyConfig | None = None,
     graph: str = "auto",
@@ -131,7 +133,9 @@ def export_checkpoint(
 
     ``trim_corpus``: text files (``.txt`` lines, ``.jsonl`` text/summary fields) whose vocabulary
     the export keeps (see :mod:`edgecomp.export.trim`); the export then carries ``vocab_map.json``
-    and the manifest a ``trim`` entry.
+    and the manifest a ``trim`` entry. ``head_corpus``: text files whose tokens the LM head keeps,
+    every prompt adding its own back at run time (:mod:`edgecomp.export.trim_head`; int8/int4
+    only); the export then carries ``head_ids.json`` and the manifest a ``trim_head`` entry.
 
     ``graph``: edgecomp's compact decoder graph, optimum's, or ``auto`` (see
     :mod:`edgecomp.export.onnx_export`); ``calibration``: text files the scheme calibrates on (default: shipped).
@@ -144,6 +148,9 @@ def export_checkpoint(
     if missing:
         raise EdgecompError(f"checkpoint {checkpoint_dir} lacks {', '.join(missing)}")
     corpus = corpus_lines(trim_corpus) if trim_corpus else None
+    head_lines = corpus_lines(head_corpus) if head_corpus else None
+    if head_lines is not None:
+        check_head_options(scheme, trim_corpus=corpus, lora_inputs=lora_inputs)
     if lora_inputs and not scheme.supports_lora_inputs:
         able = [name for name, other in SCHEMES.items() if other.supports_lora_inputs]
         raise EdgecompError(f"--quantize {quantize} cannot take run-time LoRA inputs (these can: {', '.join(able)})")
@@ -194,6 +201,13 @@ def export_checkpoint(
         if quantize != "none":
             with _step(f"Measuring {quantize} against fp32"):
                 verify[quantize] = compare_quantized(tmp, work, checkpoint_dir, ids)
+        head = None
+        if head_lines is not None:
+            # The verification ids are not kept: those outside the corpus check the rows added at run time.
+            kept = kept_ids(load_tokenizer(checkpoint_dir), head_lines, keep_unused=keep_unused)
+            with _step(f"Trimming the LM head to {kept.size} tokens (each prompt adds its own)"):
+                head = trim_head_folder(tmp, kept, read_config(checkpoint_dir), ids)
+            head |= {"corpus": [Path(p).name for p in head_corpus], "corpus_lines": len(head_lines)}
 
         for name in REQUIRED + OPTIONAL:
             if (checkpoint_dir / name).is_file():
@@ -201,7 +215,7 @@ def export_checkpoint(
         decoder_inputs_only(tmp / "tokenizer_config.json")
         if not (tmp / "generation_config.json").is_file():  # optimum writes the model's defaults
             shutil.copy2(work / "generation_config.json", tmp / "generation_config.json")
-        if trim is None and not lora_inputs:
+        if trim is None and head is None and not lora_inputs:
             write_genai_config(tmp)
         shutil.rmtree(work)
 
@@ -215,6 +229,8 @@ def export_checkpoint(
         }
         if trim is not None:
             result["trim"] = trim
+        if head is not None:
+            result["trim_head"] = head
         if layout is not None:
             result["lora_inputs"] = layout
         result = write_manifest(tmp, result)

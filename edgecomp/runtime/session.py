@@ -25,6 +25,7 @@ from typing import Sequence
 import numpy as np
 import onnxruntime as ort
 
+from ..data.vocab_map import EXTRA_IDS, HEAD_IDS, read_head_ids
 from ..errors import EdgecompError, first_line
 from .adapter import zero_feeds
 from .resident import release_clean_pages
@@ -177,6 +178,50 @@ def create_session(
     return session
 
 
+class HeadIds:
+    """The id lists of a head-trimmed export (:mod:`edgecomp.export.trim_head`): its head scores the
+    kept ids, then ``extra``, the ids the current prompts hold outside them; the graph's
+    ``input_ids`` index that same list. Callers keep the vocabulary's own ids: inputs are mapped
+    here, and logits come back over the whole vocabulary, -inf where the head has no row."""
+
+    def __init__(self, kept: np.ndarray, vocab_size: int):
+        self.kept, self.vocab_size = kept, vocab_size
+        self.index = np.full(vocab_size, -1, dtype=np.int64)
+        self.index[kept] = np.arange(kept.size)
+        self.extra = np.zeros(0, dtype=np.int64)
+
+    @classmethod
+    def of(cls, folder: Path, inputs: set[str]) -> "HeadIds | None":
+        found = read_head_ids(folder)
+        if found is None:
+            return None
+        if EXTRA_IDS not in inputs:
+            raise EdgecompError(f"{folder} has {HEAD_IDS} but its graph takes no {EXTRA_IDS} input")
+        return cls(*found)
+
+    def indices(self, ids: np.ndarray, fresh: bool) -> np.ndarray:
+        """``ids`` as the graph's indices; ids outside the head join ``extra`` (emptied when a new
+        sequence starts, kept while it goes on: its prompt's tokens stay writable)."""
+        if ids.size and (ids.min() < 0 or ids.max() >= self.vocab_size):
+            raise EdgecompError(f"token ids must lie in [0, {self.vocab_size})")
+        if fresh:
+            self.extra = np.zeros(0, dtype=np.int64)
+        outside = ids[self.index[ids] < 0]
+        if outside.size:
+            self.extra = np.union1d(self.extra, outside)
+        mapped = self.index[ids]
+        missing = mapped < 0
+        mapped[missing] = self.kept.size + np.searchsorted(self.extra, ids[missing])
+        return mapped
+
+    def full_logits(self, logits: np.ndarray) -> np.ndarray:
+        """[..., kept + extra] → [..., vocabulary], -inf where the head has no row."""
+        full = np.full((*logits.shape[:-1], self.vocab_size), -np.inf, dtype=logits.dtype)
+        full[..., self.kept] = logits[..., : self.kept.size]
+        full[..., self.extra] = logits[..., self.kept.size :]
+        return full
+
+
 class DecoderSession:
     """Runs a decoder-with-past graph; batch rows are sequences of equal (padded) length."""
 
@@ -208,6 +253,7 @@ class DecoderSession:
         }
         self.present_names = [n.replace("past_key_values", "present") for n in self.past_names]
         self.prefill_chunk = prefill_chunk or (PREFILL_CHUNK_LAST_ONLY if self.has_logits_to_keep else PREFILL_CHUNK)
+        self.head = HeadIds.of(Path(model_path).parent, inputs)
         self._binding = self.session.io_binding()
         self._zero_adapter = zero_feeds(self.session.get_inputs())
         self.set_adapter(None)
@@ -252,6 +298,9 @@ class DecoderSession:
         """
         input_ids = np.ascontiguousarray(input_ids, dtype=np.int64)
         batch, new = input_ids.shape
+        if self.head is not None:
+            input_ids = self.head.indices(input_ids, fresh=cache.length == 0)
+            self._binding.bind_cpu_input(EXTRA_IDS, self.head.extra)
         if mask is None:
             mask = np.ones((batch, new), dtype=np.int64)
         full_mask = np.concatenate([cache.mask, mask.astype(np.int64, copy=False)], axis=1)
@@ -275,7 +324,8 @@ class DecoderSession:
         logits, *present = binding.get_outputs()
         binding.clear_binding_outputs()
         binding.clear_binding_inputs()  # do not keep the past cache alive after the pass
-        return logits.numpy(), KVCache(tuple(present), full_mask, self.device)
+        logits = logits.numpy() if self.head is None else self.head.full_logits(logits.numpy())
+        return logits, KVCache(tuple(present), full_mask, self.device)
 
     def prefill(self, ids: Sequence[int]) -> tuple[np.ndarray, KVCache]:
         """Run a prompt (one sequence); return the last position's logits [1, vocab] and the cache."""
