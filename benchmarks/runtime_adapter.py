@@ -69,7 +69,7 @@ def main() -> None:
             continue
         choice = library.choice(lang)
         factors = delta_factors(choice.terms(library.root))
-        merged, _ = merged_export(library, choice)
+        merged, _ = merged_export(library, choice, full_vocab=True)  # perplexity needs the whole head
         exact = cached_export(resolve_spec(choice.spec, library.root), base=library.base, quantize="none")
         sequences = token_sequences(base, heldout_lines(args.shared / "mono" / f"{lang}.txt", skip=400, count=60))
         reference = score_onnx(exact, sequences)

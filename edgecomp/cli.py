@@ -411,7 +411,14 @@ def merge_export(
         "--trim-head",
         help="int8/int4: the LM head keeps only these files' tokens (as --trim-vocab) and each "
         "prompt adds its own tokens back at run time: decoding nearly as fast as --trim-vocab, "
-        "summaries as with the whole vocabulary (benchmarks/RUNTIME.md).",
+        "summaries as with the whole vocabulary (benchmarks/RUNTIME.md). The default for a "
+        "composition for one target language: the tokens its language adapters were trained on.",
+    ),
+    full_vocab: bool = typer.Option(
+        False,
+        "--full-vocab",
+        help="Keep the whole LM head, also for a composition for one target language (an export "
+        "onnxruntime-genai and optimum can run as they are).",
     ),
     allow_pickle: bool = ALLOW_PICKLE,
     trust_remote_code: bool = TRUST_REMOTE_CODE,
@@ -448,6 +455,7 @@ def merge_export(
             trust_remote_code=trust_remote_code,
             trim_corpus=list(trim_vocab) or None,
             trim_head=list(trim_head) or None,
+            full_vocab=full_vocab,
             graph=graph,
             calibration=list(calibration) or None,
             block_size=block_size,

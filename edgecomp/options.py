@@ -330,6 +330,7 @@ RULES: dict[str, dict[str, Rule]] = {
         ),
         "trim_vocab": IN_FILE,
         "trim_head": IN_FILE,
+        "full_vocab": flag(),
     },
     "summarize": {
         "files": Rule("files or folders that exist, or - for stdin", lambda v: v == "-" or IN_ANY.accepts(v), INPUT),

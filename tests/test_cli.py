@@ -66,6 +66,40 @@ def test_merge_export_records_the_composition(pipeline):
     ]
     assert manifest["composition"]["method"] == "params" and manifest["quantize"] == "int4"
     assert manifest["verify"]["fp32"]["max_abs_diff"] <= manifest["verify"]["fp32"]["tolerance"]
+    # One target language: the head keeps the language adapters' vocabularies, by default.
+    head = manifest["trim_head"]
+    assert head["vocabularies"] == ["language-en", "language-sw"] and head["corpus"] == []
+    assert head["verify"]["kept_max_abs_diff"] <= 1e-4 * head["verify"]["logit_scale"]
+
+
+def test_merge_export_full_vocab_keeps_the_whole_head(pipeline, tiny_llama_dir, tmp_path):
+    adapters = ["--adapter", f"{pipeline / 'task-en'}:1", "--adapter", f"{pipeline / 'language-sw'}:1"]
+    base = ["--base", tiny_llama_dir, "--quantize", "int8"]
+    default = cli("merge-export", *adapters, *base, "--out", tmp_path / "default")
+    full = cli("merge-export", *adapters, *base, "--full-vocab", "--out", tmp_path / "full")
+    assert default.exit_code == 0 and full.exit_code == 0, full.output
+    assert json.loads((tmp_path / "default" / "edgecomp-export.json").read_text())["trim_head"]["vocabularies"] == [
+        "language-sw"
+    ]
+    assert "trim_head" not in json.loads((tmp_path / "full" / "edgecomp-export.json").read_text())
+    assert (tmp_path / "full" / "genai_config.json").is_file() and not (
+        tmp_path / "default" / "genai_config.json"
+    ).exists()
+    fp32 = cli("merge-export", *adapters, "--base", tiny_llama_dir, "--out", tmp_path / "fp32")  # not quantized: whole
+    assert fp32.exit_code == 0 and "trim_head" not in json.loads(
+        (tmp_path / "fp32" / "edgecomp-export.json").read_text()
+    )
+    both = cli(
+        "merge-export",
+        *adapters,
+        *base,
+        "--full-vocab",
+        "--trim-head",
+        pipeline / "export" / "config.json",
+        "--out",
+        tmp_path / "x",
+    )
+    assert both.exit_code != 0 and "leave out --trim-vocab and --trim-head" in both.output
 
 
 def test_summarize_file_and_stdin(pipeline, tmp_path):

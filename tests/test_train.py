@@ -40,6 +40,20 @@ def test_qlora_moves_the_loss_and_records_metadata(qlora_language, mono_file):
     assert saved["tokens_per_s"] > 0
 
 
+def test_a_language_adapter_records_the_vocabulary_of_its_text(qlora_language, tiny_base, mono_file):
+    from edgecomp.data.examples import language_blocks
+    from edgecomp.data.readers import read_lines
+    from edgecomp.data.tokenizer import encoder, load_tokenizer
+    from edgecomp.data.vocabulary import read_vocabulary
+    from edgecomp.model_folder import special_ids
+
+    out, meta = qlora_language
+    ids = special_ids(tiny_base)
+    blocks = language_blocks(read_lines(mono_file), encoder(load_tokenizer(tiny_base)), ids.bos, ids.eos[0], 32)
+    assert len(blocks) == meta["data"]["examples"]
+    assert read_vocabulary(out).tolist() == sorted({i for block in blocks for i in block})
+
+
 def test_adapter_is_a_loadable_peft_folder_targeting_block_linears(qlora_language, tiny_base):
     out, _ = qlora_language
     config = json.loads((out / "adapter_config.json").read_text())
@@ -65,6 +79,7 @@ def test_adapter_is_a_loadable_peft_folder_targeting_block_linears(qlora_languag
 def test_task_adapter_full_precision(tiny_llama_dir, pairs_file, tmp_path):
     meta = train_adapter(options(tiny_llama_dir, pairs_file, tmp_path / "task-en", kind="task", lang="en", seq_len=64))
     assert meta["quantization"] == "none" and meta["kind"] == "task"
+    assert not (tmp_path / "task-en" / "vocabulary.json").exists()
     assert meta["final_loss"] < meta["first_loss"]
 
 

@@ -19,6 +19,7 @@ from ..compose.merge import merged_checkpoint
 from ..compose.methods import compose
 from ..compose.spec import Resolved
 from ..console import console
+from ..data.vocabulary import VOCABULARY
 from ..errors import EdgecompError
 from ..fsutil import atomic_dir, check_output_dir, sha256_file
 from ..model_folder import read_manifest
@@ -56,7 +57,7 @@ def _check_format(format: str, **options) -> None:
 
         if options.pop("quantize") not in ("none", *TYPES):
             raise EdgecompError(f"--format gguf takes --quantize {', '.join(TYPES)} (none: f32)")
-    defaults = {"quantize": "none", "graph": "auto", "lora_inputs": False}
+    defaults = {"quantize": "none", "graph": "auto", "lora_inputs": False, "full_vocab": False}
     for name, value in options.items():
         if value not in (None, [], defaults.get(name)):
             raise EdgecompError(f"--{name.replace('_', '-')} applies to ONNX exports, not --format {format}")
@@ -72,6 +73,7 @@ def cached_export(
     trust_remote_code: bool = False,
     trim_corpus: list[Path] | None = None,
     trim_head: list[Path] | None = None,
+    full_vocab: bool = False,
     graph: str = "auto",
     calibration: list[Path] | None = None,
     block_size: int | None = None,
@@ -87,7 +89,12 @@ def cached_export(
     ``eight_bit_layers`` are options of the schemes that declare them, ``calibration`` of those that
     calibrate. ``lora_inputs``: the graph also takes LoRA updates at run time
     (:mod:`edgecomp.runtime.adapter`). ``format``: ``onnx`` (the runtime's, optimum's and
-    onnxruntime-genai's) or ``hf`` (a transformers checkpoint of the merged model, no ONNX)."""
+    onnxruntime-genai's) or ``hf`` (a transformers checkpoint of the merged model, no ONNX).
+
+    The LM head: ``trim_corpus`` trims the vocabulary to those files' tokens, ``trim_head`` only
+    the head (:mod:`.trim_head`). Without either, a weight-only quantized ONNX export of a
+    composition for one target language keeps in its head the tokens its language adapters were
+    trained on (:meth:`~edgecomp.compose.spec.Resolved.vocabularies`), unless ``full_vocab``."""
     from ..models.cache import cached_entry
     from ..models.fingerprint import weights_fingerprint
     from ..models.resolve import resolve_base
@@ -99,6 +106,7 @@ def cached_export(
         graph=graph,
         trim_corpus=trim_corpus,
         trim_head=trim_head,
+        full_vocab=full_vocab,
         calibration=calibration,
         block_size=block_size,
         tune_steps=tune_steps,
@@ -111,6 +119,11 @@ def cached_export(
     scheme = get_scheme(quantize) if format == "onnx" else None
     if trim_head:
         check_head_options(scheme, trim_corpus=trim_corpus, lora_inputs=lora_inputs)
+    if full_vocab and (trim_head or trim_corpus):
+        raise EdgecompError("--full-vocab keeps the whole vocabulary: leave out --trim-vocab and --trim-head")
+    vocabularies = None
+    if scheme is not None and scheme.config is not None and not (trim_corpus or trim_head or full_vocab or lora_inputs):
+        vocabularies = resolved.vocabularies()
     weights = (
         scheme.configured(
             block_size=block_size, tune_steps=tune_steps, eight_bit_layers=eight_bit_layers, calibration=calibration
@@ -133,6 +146,8 @@ def cached_export(
     extra = {"trim": [sha256_file(p) for p in trim_corpus]} if trim_corpus else {}
     if trim_head:
         extra["trim_head"] = [sha256_file(p) for p in trim_head]
+    if vocabularies:
+        extra["trim_head_vocabularies"] = {name: sha256_file(f / VOCABULARY) for name, f in vocabularies.items()}
     if lora_inputs:
         extra["lora_inputs"] = True
     if format != "onnx":
@@ -157,7 +172,7 @@ def cached_export(
         **(scheme.key(weights, calibration) if scheme else {"quantize": quantize}),
         **extra,
     )
-    if trim_head:  # a step after quantization: the full export (cached too), then its head cut
+    if trim_head or vocabularies:  # a step after quantization: the full export (cached too), then its head cut
         full = cached_export(
             resolved,
             base=base,
@@ -170,6 +185,7 @@ def cached_export(
             block_size=block_size,
             tune_steps=tune_steps,
             eight_bit_layers=eight_bit_layers,
+            full_vocab=True,
         )
         from .pipeline import verification_ids
 
@@ -177,7 +193,9 @@ def cached_export(
 
         def build_head(entry: Path) -> dict:
             with console.status("trimming the LM head"):
-                trim_head_export(full, entry / EXPORT_DIR, trim_head, ids, spec_sha256=key)
+                trim_head_export(
+                    full, entry / EXPORT_DIR, ids, corpus=trim_head, vocabularies=vocabularies, spec_sha256=key
+                )
             return {"spec_sha256": key}
 
         cached = cached_entry("exports", key[:32], build_head) / EXPORT_DIR

@@ -147,23 +147,32 @@ def check_head_options(scheme, *, trim_corpus, lora_inputs) -> None:
         )
 
 
-def trim_head_export(src: Path, dst: Path, corpus: list[Path], ids: list[int], **fields) -> dict:
-    """A copy of the export ``src`` with its head trimmed to ``corpus``'s tokens, in ``dst``;
-    checked on ``ids`` (the export's verification tokens). ``fields`` replace those of ``src``'s
-    manifest. Returns the manifest written."""
+def trim_head_export(
+    src: Path, dst: Path, ids: list[int], *, corpus: list[Path] | None = None, vocabularies=None, **fields
+) -> dict:
+    """A copy of the export ``src`` in ``dst`` whose head keeps the tokens of ``corpus`` (text files)
+    and of ``vocabularies`` (adapter folders with a ``vocabulary.json``), plus special, byte and
+    prompt tokens; checked on ``ids`` (the export's verification tokens). ``fields`` replace those
+    of ``src``'s manifest. Returns the manifest written."""
     import shutil
 
     from ..data.tokenizer import load_tokenizer
+    from ..data.vocabulary import read_vocabulary
     from ..model_folder import MANIFEST, read_config, read_manifest, write_manifest
     from .trim import corpus_lines, kept_ids
 
-    lines = corpus_lines(corpus)
+    lines = corpus_lines(corpus) if corpus else []
+    recorded = [read_vocabulary(folder) for folder in (vocabularies or {}).values()]
     dst.mkdir(parents=True)
     for file in Path(src).iterdir():
         if file.name not in (MANIFEST, "genai_config.json"):  # other runtimes cannot feed extra_ids
             shutil.copy2(file, dst / file.name)
-    kept = kept_ids(load_tokenizer(dst), lines)
+    kept = kept_ids(load_tokenizer(dst), lines, extra_ids=np.concatenate([np.zeros(0, np.int64), *recorded]))
     head = trim_head_folder(dst, kept, read_config(dst), ids)
+    head |= {
+        "corpus": [Path(p).name for p in corpus or []],
+        "corpus_lines": len(lines),
+        "vocabularies": sorted(vocabularies or {}),
+    }
     kept_fields = {k: v for k, v in read_manifest(src).items() if k != "files"}
-    head |= {"corpus": [Path(p).name for p in corpus], "corpus_lines": len(lines)}
     return write_manifest(dst, {**kept_fields, **fields, "trim_head": head})

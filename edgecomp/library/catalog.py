@@ -139,8 +139,10 @@ class Library:
         return {str(p.relative_to(self.root)): remembered_sha256(p) for p in self.files(choice)}
 
     def files(self, choice: Choice) -> list[Path]:
-        """Every file the choice's export depends on: the index and its adapters' weights and configs."""
+        """Every file the choice's export depends on: the index and its adapters' weights, configs and
+        vocabularies (a merged export of one language is trimmed to them)."""
+        from ..data.vocabulary import VOCABULARY
+
         adapters = [self.root / str(item).split(":", 1)[0] for item in choice.spec.get("adapters") or []]
-        return [self.root / INDEX] + [
-            a / f for a in adapters for f in ("adapter_config.json", "adapter_model.safetensors")
-        ]
+        names = ("adapter_config.json", "adapter_model.safetensors", VOCABULARY)
+        return [self.root / INDEX] + [a / f for a in adapters for f in names if (a / f).is_file()]

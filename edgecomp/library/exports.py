@@ -68,8 +68,12 @@ def _remember(key: str, export: Path, **about) -> None:
     write_json(pointer, {"export": str(export), **about})
 
 
-def merged_export(library: Library, choice: Choice, quantize: str = "int8") -> tuple[Path, float | None]:
-    """The export with ``choice`` merged into the base, and the seconds spent building it (None: cached)."""
+def merged_export(
+    library: Library, choice: Choice, quantize: str = "int8", *, full_vocab: bool = False
+) -> tuple[Path, float | None]:
+    """The export with ``choice`` merged into the base, and the seconds spent building it (None:
+    cached). Its LM head is trimmed as ``merge-export``'s (one target language: the language
+    adapters' vocabularies) unless ``full_vocab``."""
     key = _key(
         {
             "files": library.file_hashes(choice),
@@ -77,6 +81,7 @@ def merged_export(library: Library, choice: Choice, quantize: str = "int8") -> t
             "method": method_key(choice.spec),
             **get_scheme(quantize).key(),
             "base": _base_id(library),
+            **({"full_vocab": True} if full_vocab else {}),
         }
     )
     found = _cached(key)
@@ -86,7 +91,8 @@ def merged_export(library: Library, choice: Choice, quantize: str = "int8") -> t
     from ..compose.spec import resolve_spec
     from ..export.merge_export import cached_export
 
-    export = cached_export(resolve_spec(choice.spec, library.root), base=library.base, quantize=quantize)
+    resolved = resolve_spec(choice.spec, library.root)
+    export = cached_export(resolved, base=library.base, quantize=quantize, full_vocab=full_vocab)
     _remember(key, export, lang=choice.lang, label=choice.label, quantize=quantize)
     return export, time.perf_counter() - start
 
