@@ -266,7 +266,8 @@ def compare_command(
         None,
         "--trimmed",
         help="A second export to run as one more edgecomp engine, typically the same composition with "
-        "its vocabulary trimmed (merge-export's default for one target language).",
+        "its head or vocabulary trimmed (merge-export's default for one target language trims the head; "
+        "--full-vocab keeps it whole).",
     ),
     gguf: Optional[Path] = typer.Option(None, "--gguf", help="GGUF for llama.cpp (default: the embedded default's)."),
     base: Optional[str] = typer.Option(
