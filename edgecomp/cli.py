@@ -464,8 +464,14 @@ def merge_export(
             format=export_format,
         )
 
-    _call(run)
+    head = _call(run).get("trim_head")
     typer.echo(f"wrote {out}")
+    if head:
+        source = ", ".join(head["vocabularies"]) or ", ".join(head["corpus"])
+        typer.echo(
+            f"LM head: {head['head_size']:,} of {head['original_vocab_size']:,} tokens ({source}), "
+            "each prompt adding its own; --full-vocab keeps the whole head"
+        )
 
 
 app.add_typer(bench_app, name="bench", help="Measure decoding and training speed and memory against other engines.")

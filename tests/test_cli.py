@@ -78,6 +78,8 @@ def test_merge_export_full_vocab_keeps_the_whole_head(pipeline, tiny_llama_dir, 
     default = cli("merge-export", *adapters, *base, "--out", tmp_path / "default")
     full = cli("merge-export", *adapters, *base, "--full-vocab", "--out", tmp_path / "full")
     assert default.exit_code == 0 and full.exit_code == 0, full.output
+    assert "LM head: " in default.output and "(language-sw), each prompt adding its own" in default.output
+    assert "LM head" not in full.output
     assert json.loads((tmp_path / "default" / "edgecomp-export.json").read_text())["trim_head"]["vocabularies"] == [
         "language-sw"
     ]
