@@ -68,7 +68,7 @@ def test_merge_export_records_the_composition(pipeline):
     assert manifest["verify"]["fp32"]["max_abs_diff"] <= manifest["verify"]["fp32"]["tolerance"]
     # One target language: the head keeps the language adapters' vocabularies, by default.
     head = manifest["trim_head"]
-    assert head["vocabularies"] == ["language-en", "language-sw"] and head["corpus"] == []
+    assert head["vocabularies"] == ["language-en", "language-sw", "task-en"] and head["corpus"] == []
     assert head["verify"]["kept_max_abs_diff"] <= 1e-4 * head["verify"]["logit_scale"]
 
 
@@ -78,10 +78,11 @@ def test_merge_export_full_vocab_keeps_the_whole_head(pipeline, tiny_llama_dir, 
     default = cli("merge-export", *adapters, *base, "--out", tmp_path / "default")
     full = cli("merge-export", *adapters, *base, "--full-vocab", "--out", tmp_path / "full")
     assert default.exit_code == 0 and full.exit_code == 0, full.output
-    assert "LM head: " in default.output and "(language-sw), each prompt adding its own" in default.output
+    assert "LM head: " in default.output and "(language-sw, task-en), each prompt adding its own" in default.output
     assert "LM head" not in full.output
     assert json.loads((tmp_path / "default" / "edgecomp-export.json").read_text())["trim_head"]["vocabularies"] == [
-        "language-sw"
+        "language-sw",
+        "task-en",
     ]
     assert "trim_head" not in json.loads((tmp_path / "full" / "edgecomp-export.json").read_text())
     assert (tmp_path / "full" / "genai_config.json").is_file() and not (

@@ -47,17 +47,20 @@ def library(tiny_llama_dir, tmp_path_factory):
     specs |= {"lang-fr": ("language", "fr"), "composed": ("composition", None)}
     for seed, (name, (kind, lang)) in enumerate(specs.items()):
         make_adapter(tiny_llama_dir, root / name, seed, meta={"kind": kind, "lang": lang})
-        if kind == "language" and name != "lang-fr":
+        if kind != "composition" and name != "lang-fr":
             write_json(root / name / VOCABULARY, vocabulary_payload([seed, 100 + seed], 1000))
+    # An adapter trained before edgecomp recorded vocabularies:
+    make_adapter(tiny_llama_dir, root / "task-old", 9, meta={"kind": "task", "lang": "en"})
     return root
 
 
 @pytest.mark.parametrize(
     "adapters, expected",
     [
-        (["task-en:1", "lang-sw:1", "lang-en:-1"], ["lang-en", "lang-sw"]),  # task_en + lang_sw - lang_en
+        (["task-en:1", "lang-sw:1", "lang-en:-1"], ["lang-en", "lang-sw", "task-en"]),  # task_en + lang_sw - lang_en
         (["lang-sw:1"], ["lang-sw"]),
         (["task-en:1"], None),  # no target language known
+        (["task-old:1", "lang-sw:1"], None),  # the task adapter records no vocabulary
         (["task-en:1", "lang-sw:1", "lang-en:1"], None),  # two target languages
         (["task-en:1", "lang-fr:1", "lang-en:-1"], None),  # lang-fr records no vocabulary
         (["composed:1", "lang-sw:1"], None),  # a composed adapter's languages are not known

@@ -125,20 +125,19 @@ class Resolved:
         return names.pop() if names else UNNAMED_PROMPT
 
     def vocabularies(self) -> dict[str, Path] | None:
-        """The folder of each language adapter, by name, when the composition is
-        for one language: exactly one target language among its positively weighted language
-        adapters, every language adapter with a recorded vocabulary, and nothing else but task
-        adapters (an already composed adapter's languages are not known). Each has a
-        ``vocabulary.json`` (:mod:`edgecomp.data.vocabulary`). Else None: an export of it keeps the
-        whole vocabulary unless told which text to trim to."""
+        """The folder of each adapter, by name, when the composition is for one language: exactly
+        one target language among its positively weighted language adapters, only language and
+        task adapters (an already composed adapter's languages are not known), and every one with
+        a ``vocabulary.json`` (:mod:`edgecomp.data.vocabulary`): the tokens the text its adapters
+        learned from holds, which an export's trimmed head keeps. Else None: an export of it keeps
+        the whole head unless told which text to trim to."""
         from ..data.vocabulary import VOCABULARY
 
         kinds = [(t, (t.adapter.meta or {}).get("kind")) for t in self.terms]
-        languages = [t for t, kind in kinds if kind == "language"]
-        targets = {(t.adapter.meta or {}).get("lang") for t in languages if t.weight > 0}
+        targets = {(t.adapter.meta or {}).get("lang") for t, kind in kinds if kind == "language" and t.weight > 0}
         if len(targets) != 1 or any(kind not in ("language", "task") for _, kind in kinds):
             return None
-        folders = {t.adapter.name: t.adapter.path for t in languages}
+        folders = {t.adapter.name: t.adapter.path for t, _ in kinds}
         return folders if all((f / VOCABULARY).is_file() for f in folders.values()) else None
 
     def describe(self) -> list[dict]:

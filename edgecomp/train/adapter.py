@@ -3,8 +3,8 @@
 The output is a standard PEFT adapter (``adapter_config.json``, ``adapter_model.safetensors``) that
 ``PeftModel.from_pretrained`` loads, plus ``metrics.jsonl`` (a line per step, :mod:`.metrics_log`)
 and ``edgecomp.json``: what was trained, on which base (name and weight fingerprint), from which
-data (name and sha256), and how it went. A language adapter also gets ``vocabulary.json``, the
-token ids of its text (:mod:`..data.vocabulary`), which a trimmed export for its language keeps.
+data (name and sha256), and how it went; and ``vocabulary.json``, the token ids of its training
+examples (:mod:`..data.vocabulary`), which the trimmed LM head of an export composed from it keeps.
 
 Training saves a checkpoint every ``save_every`` steps and on Ctrl-C into ``<out>.checkpoint/``;
 ``resume`` continues from it to the same adapter an uninterrupted run writes (see :mod:`.checkpoint`).
@@ -243,9 +243,8 @@ def train_adapter(o: TrainOptions) -> dict:
             with atomic_dir(o.out, force=o.force) as tmp:
                 model.save_pretrained(tmp, safe_serialization=True)
                 write_json(tmp / "edgecomp.json", meta)
-                if o.kind == "language":  # what a trimmed export for this language keeps
-                    size = tokenizer.get_vocab_size(with_added_tokens=True)
-                    write_json(tmp / VOCABULARY, vocabulary_payload({i for block, _ in examples for i in block}, size))
+                size = tokenizer.get_vocab_size(with_added_tokens=True)  # what an export's trimmed head keeps
+                write_json(tmp / VOCABULARY, vocabulary_payload({i for ids, _ in examples for i in ids}, size))
                 shutil.copy2(checkpoints.folder / METRICS_FILE, tmp / METRICS_FILE)
                 if (checkpoints.folder / TENSORBOARD_DIR).is_dir():
                     shutil.copytree(checkpoints.folder / TENSORBOARD_DIR, tmp / TENSORBOARD_DIR)
