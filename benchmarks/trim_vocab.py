@@ -2,10 +2,11 @@
 compositions: size, speed, held-out perplexity, greedy agreement and ``edgecomp eval`` scores.
 
 For each language: the library's composition merged into the int4 export with the whole
-262,144-token vocabulary; the same trimmed (``--trim-vocab``) to the tokens of the language's
-unlabeled text and English's (``data/zero-shot/mono/{lang,en}.txt``, what the shipped language
-adapters were trained on); and the full export with only its head trimmed to those tokens, each
-prompt adding its own (``--trim-head``). Then:
+262,144-token vocabulary (``--full-vocab``); the same trimmed (``--trim-vocab``) to the tokens of
+the language's unlabeled text and English's (``data/zero-shot/mono/{lang,en}.txt``, what the
+shipped language adapters were trained on); and ``merge-export``'s default, the full export with
+only its head trimmed to the tokens of the composition's adapters' training text, each prompt
+adding its own. Then:
 
 - perplexity on held-out target-language lines no adapter saw (shared mono lines 401-460) and
   the share of positions where both exports rank the same next token first; a trimmed export's
@@ -93,9 +94,9 @@ def main() -> None:
         resolved = resolve_spec(choice.spec, library.root)
         corpus = [MONO / f"{lang}.txt", MONO / "en.txt"]
         folders = {
-            "full": cached_export(resolved, base=library.base, quantize="int4"),
+            "full": cached_export(resolved, base=library.base, quantize="int4", full_vocab=True),
             "trimmed": cached_export(resolved, base=library.base, quantize="int4", trim_corpus=corpus),
-            "head": cached_export(resolved, base=library.base, quantize="int4", trim_head=corpus),
+            "head": cached_export(resolved, base=library.base, quantize="int4"),  # the default
         }
         print(lang, {k: str(v) for k, v in folders.items()}, flush=True)
         kept = json.loads((folders["trimmed"] / "vocab_map.json").read_text())["kept_count"]
