@@ -86,7 +86,9 @@ def main() -> None:
                 if key in results:
                     continue
                 t0 = time.perf_counter()
-                export = cached_export(resolve_spec(_spec(paths, lang, method), Path.cwd()), quantize="int8")
+                export = cached_export(
+                    resolve_spec(_spec(paths, lang, method), Path.cwd()), quantize="int8", full_vocab=True
+                )
                 scores = evaluate(
                     EvalOptions(
                         model=export,
