@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 from tiny import CORPUS
 
@@ -40,6 +41,14 @@ def test_the_manifest_records_the_head_and_its_check(exports):
     assert head["verify"]["kept_max_abs_diff"] <= 1e-4 * head["verify"]["logit_scale"]
     assert head["corpus"] == ["corpus.txt"] and not (exports["head"] / "genai_config.json").exists()
     assert (exports["full"] / "genai_config.json").exists()
+
+
+def test_the_graph_stays_in_topological_order(exports):
+    graph = onnx.load(str(exports["head"] / "model.onnx"), load_external_data=False).graph
+    known = {i.name for i in graph.input} | {t.name for t in graph.initializer} | {""}
+    for node in graph.node:
+        assert set(node.input) <= known, (node.name, set(node.input) - known)
+        known |= set(node.output)
 
 
 def test_logits_are_the_full_heads_on_kept_and_prompt_ids_and_minus_inf_elsewhere(exports, tiny_base):

@@ -24,6 +24,7 @@ from ..errors import EdgecompError
 from ..fsutil import atomic_dir, check_output_dir, sha256_file
 from ..model_folder import read_manifest
 from .quantization.schemes import get_scheme
+from .trim_head import VERSION as TRIM_HEAD_VERSION
 from .trim_head import check_head_options, trim_head_export
 
 EXPORT_DIR = "export"
@@ -148,6 +149,8 @@ def cached_export(
         extra["trim_head"] = [sha256_file(p) for p in trim_head]
     if vocabularies:
         extra["trim_head_vocabularies"] = {name: sha256_file(f / VOCABULARY) for name, f in vocabularies.items()}
+    if trim_head or vocabularies:
+        extra["trim_head_version"] = TRIM_HEAD_VERSION
     if lora_inputs:
         extra["lora_inputs"] = True
     if format != "onnx":

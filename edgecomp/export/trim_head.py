@@ -29,6 +29,8 @@ from onnx import TensorProto, helper, numpy_helper
 from ..data.vocab_map import EXTRA_IDS, HEAD_IDS, write_head_ids
 from ..errors import EdgecompError
 
+VERSION = 2  # in the export cache's key: bumped when the trimmed head's graph changes
+
 
 def _one(nodes: list[onnx.NodeProto], what: str) -> onnx.NodeProto:
     if len(nodes) != 1:
@@ -64,9 +66,11 @@ def trim_head(model: onnx.ModelProto, kept: np.ndarray) -> dict:
     graph.initializer.append(numpy_helper.from_array(kept, "head_kept_ids"))
     graph.input.append(helper.make_tensor_value_info(EXTRA_IDS, TensorProto.INT64, ["extra"]))
     hidden = int(attrs["K"])
-    new = [
+    mapping = [
         helper.make_node("Concat", ["head_kept_ids", EXTRA_IDS], ["head_ids"], name="/head_ids/Concat", axis=0),
         helper.make_node("Gather", ["head_ids", "input_ids"], ["table_ids"], name="/head_ids/Gather", axis=0),
+    ]
+    new = [
         helper.make_node(
             "MatMulNBits",
             head_inputs,
@@ -92,9 +96,12 @@ def trim_head(model: onnx.ModelProto, kept: np.ndarray) -> dict:
     for i, name in enumerate(lookup.input):
         if name == "input_ids":
             lookup.input[i] = "table_ids"
-    index = list(graph.node).index(head)
+    index = list(graph.node).index(head)  # the head's replacement where the head was
     graph.node.remove(head)
     for offset, node in enumerate(new):
+        graph.node.insert(index + offset, node)
+    index = list(graph.node).index(lookup)  # the id mapping right before the lookup (topological order)
+    for offset, node in enumerate(mapping):
         graph.node.insert(index + offset, node)
     for value in list(graph.output) + list(graph.value_info):
         if value.name == "logits":
