@@ -32,7 +32,7 @@ from .quantization.apply import quantize_model
 from .quantization.schemes import SCHEMES, get_scheme
 from .quantization.weight_only import WeightOnlyConfig
 from .trim import corpus_lines, kept_ids, trim_onnx
-from .trim_head import check_head_options, trim_head_folder
+from .trim_head import check_head_options, trim_head_with
 from .verify import compare_quantized, onnx_logits, verify_logits
 
 REQUIRED = (CONFIG, "tokenizer.json")
@@ -204,10 +204,8 @@ def export_checkpoint(
         head = None
         if head_lines is not None:
             # The verification ids are not kept: those outside the corpus check the rows added at run time.
-            kept = kept_ids(load_tokenizer(checkpoint_dir), head_lines, keep_unused=keep_unused)
-            with _step(f"Trimming the LM head to {kept.size} tokens (each prompt adds its own)"):
-                head = trim_head_folder(tmp, kept, read_config(checkpoint_dir), ids)
-            head |= {"corpus": [Path(p).name for p in head_corpus], "corpus_lines": len(head_lines)}
+            with _step("Trimming the LM head (each prompt adds its own tokens)"):
+                head = trim_head_with(tmp, ids, checkpoint_dir, corpus=head_corpus, keep_unused=keep_unused)
 
         for name in REQUIRED + OPTIONAL:
             if (checkpoint_dir / name).is_file():

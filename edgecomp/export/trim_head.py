@@ -154,32 +154,48 @@ def check_head_options(scheme, *, trim_corpus, lora_inputs) -> None:
         )
 
 
-def trim_head_export(
-    src: Path, dst: Path, ids: list[int], *, corpus: list[Path] | None = None, vocabularies=None, **fields
+def trim_head_with(
+    folder: Path,
+    ids: list[int],
+    tokenizer_dir: Path,
+    *,
+    corpus: list[Path] | None = None,
+    vocabularies: dict[str, Path] | None = None,
+    keep_unused: bool = False,
 ) -> dict:
-    """A copy of the export ``src`` in ``dst`` whose head keeps the tokens of ``corpus`` (text files)
-    and of ``vocabularies`` (adapter folders with a ``vocabulary.json``), plus special, byte and
-    prompt tokens; checked on ``ids`` (the export's verification tokens). ``fields`` replace those
-    of ``src``'s manifest. Returns the manifest written."""
-    import shutil
-
+    """Trim the head of the export graph in ``folder`` to the tokens of ``corpus`` (text files) and
+    of ``vocabularies`` (adapter folders with a ``vocabulary.json``), plus special, byte and prompt
+    tokens (``tokenizer_dir``'s tokenizer); checked on ``ids``. Returns the manifest's entry."""
     from ..data.tokenizer import load_tokenizer
     from ..data.vocabulary import read_vocabulary
-    from ..model_folder import MANIFEST, read_config, read_manifest, write_manifest
+    from ..model_folder import read_config
     from .trim import corpus_lines, kept_ids
 
     lines = corpus_lines(corpus) if corpus else []
-    recorded = [read_vocabulary(folder) for folder in (vocabularies or {}).values()]
-    dst.mkdir(parents=True)
-    for file in Path(src).iterdir():
-        if file.name not in (MANIFEST, "genai_config.json"):  # other runtimes cannot feed extra_ids
-            shutil.copy2(file, dst / file.name)
-    kept = kept_ids(load_tokenizer(dst), lines, extra_ids=np.concatenate([np.zeros(0, np.int64), *recorded]))
-    head = trim_head_folder(dst, kept, read_config(dst), ids)
-    head |= {
+    recorded = [read_vocabulary(f) for f in (vocabularies or {}).values()]
+    wanted = np.concatenate([np.zeros(0, np.int64), *recorded])
+    kept = kept_ids(load_tokenizer(tokenizer_dir), lines, extra_ids=wanted, keep_unused=keep_unused)
+    head = trim_head_folder(folder, kept, read_config(tokenizer_dir), ids)
+    return head | {
         "corpus": [Path(p).name for p in corpus or []],
         "corpus_lines": len(lines),
         "vocabularies": sorted(vocabularies or {}),
     }
+
+
+def trim_head_export(
+    src: Path, dst: Path, ids: list[int], *, corpus: list[Path] | None = None, vocabularies=None, **fields
+) -> dict:
+    """A copy of the export ``src`` in ``dst`` with its head trimmed as :func:`trim_head_with`
+    does; ``fields`` replace those of ``src``'s manifest. Returns the manifest written."""
+    import shutil
+
+    from ..model_folder import MANIFEST, read_manifest, write_manifest
+
+    dst.mkdir(parents=True)
+    for file in Path(src).iterdir():
+        if file.name not in (MANIFEST, "genai_config.json"):  # other runtimes cannot feed extra_ids
+            shutil.copy2(file, dst / file.name)
+    head = trim_head_with(dst, ids, dst, corpus=corpus, vocabularies=vocabularies)
     kept_fields = {k: v for k, v in read_manifest(src).items() if k != "files"}
     return write_manifest(dst, {**kept_fields, **fields, "trim_head": head})

@@ -206,12 +206,11 @@ class HeadIds:
             raise EdgecompError(f"token ids must lie in [0, {self.vocab_size})")
         if fresh:
             self.extra = np.zeros(0, dtype=np.int64)
-        outside = ids[self.index[ids] < 0]
-        if outside.size:
-            self.extra = np.union1d(self.extra, outside)
         mapped = self.index[ids]
         missing = mapped < 0
-        mapped[missing] = self.kept.size + np.searchsorted(self.extra, ids[missing])
+        if missing.any():
+            self.extra = np.union1d(self.extra, ids[missing])
+            mapped[missing] = self.kept.size + np.searchsorted(self.extra, ids[missing])
         return mapped
 
     def full_logits(self, logits: np.ndarray) -> np.ndarray:
